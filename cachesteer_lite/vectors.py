@@ -1,0 +1,178 @@
+"""Steering vectors for keys and values: extraction from contrastive prompt pairs, saving and loading.
+
+For every layer the vector is the mean over pairs of (positive - negative) key and value at one token of the
+prompt (by default the last one), shape ``[n_kv_heads, head_dim]`` (paper-reference section 2.3). Stored as
+safetensors (tensors) + JSON (metadata), never pickle.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from .cache import prefill, read_position
+from .prompts import check_fits, encode, longest_first
+
+
+class IncompatibleVectorError(ValueError):
+    """A steering vector does not fit the model's cache (other layer count, head count or head size)."""
+
+
+def model_fingerprint(model: PreTrainedModel) -> dict[str, int | str]:
+    """The cache shape a vector must match: layers, KV heads and head size, plus the architecture."""
+    config = model.config.get_text_config()
+    n_heads = config.num_attention_heads
+    return {
+        "architecture": type(model).__name__,
+        "n_layers": int(config.num_hidden_layers),
+        "n_kv_heads": int(getattr(config, "num_key_value_heads", None) or n_heads),
+        "head_dim": int(getattr(config, "head_dim", None) or config.hidden_size // n_heads),
+    }
+
+
+def model_id(model: PreTrainedModel) -> str:
+    """The name the model was loaded by (``load_model`` records it), else its ``name_or_path``."""
+    return getattr(model, "name_or_alias", None) or model.config.name_or_path
+
+
+@dataclass
+class VectorMetadata:
+    """Where a steering vector came from; saved as JSON next to the tensors."""
+
+    model_id: str
+    fingerprint: dict[str, int | str]
+    token_offset: int
+    token_texts: list[str]
+    n_pairs: int
+    created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    notes: dict = field(default_factory=dict)
+
+
+@dataclass
+class SteeringVector:
+    """Per-layer key and value directions, each ``[n_layers, n_kv_heads, head_dim]`` in float32."""
+
+    keys: torch.Tensor
+    values: torch.Tensor
+    metadata: VectorMetadata
+
+    def check_compatible(self, model: PreTrainedModel) -> None:
+        """Raise IncompatibleVectorError unless the model's cache has this vector's shape.
+
+        Shapes decide; a different model name with the same shapes only warns (a base and an instruct
+        model share shapes, and steering across them is a legitimate experiment).
+        """
+        ours = {k: self.metadata.fingerprint[k] for k in ("n_layers", "n_kv_heads", "head_dim")}
+        theirs = {k: model_fingerprint(model)[k] for k in ours}
+        if ours != theirs:
+            raise IncompatibleVectorError(
+                f"steering vector from {self.metadata.model_id!r} has {ours}, but the model "
+                f"{model_id(model)!r} has {theirs}; extract a new vector for this model"
+            )
+        if self.metadata.model_id != model_id(model):
+            warnings.warn(
+                f"steering vector was extracted from {self.metadata.model_id!r}, applying it to {model_id(model)!r}",
+                stacklevel=2,
+            )
+
+    def save(self, path: str | Path) -> tuple[Path, Path]:
+        """Write ``<path>.safetensors`` and ``<path>.json``; return both paths."""
+        stem = _stem(path)
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        tensors_path, meta_path = stem.with_suffix(".safetensors"), stem.with_suffix(".json")
+        save_file({"keys": self.keys.contiguous(), "values": self.values.contiguous()}, tensors_path)
+        meta_path.write_text(json.dumps(asdict(self.metadata), indent=2, ensure_ascii=False) + "\n")
+        return tensors_path, meta_path
+
+    @classmethod
+    def load(cls, path: str | Path) -> SteeringVector:
+        """Read a vector written by :meth:`save` (``path`` may name either file or their common stem)."""
+        stem = _stem(path)
+        tensors_path, meta_path = stem.with_suffix(".safetensors"), stem.with_suffix(".json")
+        for required in (tensors_path, meta_path):
+            if not required.is_file():
+                raise FileNotFoundError(f"{required} not found: a steering vector is a .safetensors + .json pair")
+        tensors = load_file(tensors_path)
+        metadata = VectorMetadata(**json.loads(meta_path.read_text()))
+        return cls(tensors["keys"], tensors["values"], metadata)
+
+
+def _stem(path: str | Path) -> Path:
+    path = Path(path)
+    return path.with_suffix("") if path.suffix in (".safetensors", ".json") else path
+
+
+@torch.no_grad()
+def read_prompt_kv(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    texts: Sequence[str],
+    *,
+    token_offset: int = -1,
+    batch_size: int = 16,
+    progress: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Every layer's key and value at one token of each prompt: ``[n_texts, n_layers, n_kv_heads, head_dim]``
+    each, plus the token read in each prompt.
+
+    ``token_offset`` counts from the end of the prompt (-1: the last token). Prompts run longest first in
+    left-padded batches, so that similar lengths share a batch and the column ``token_offset`` holds the
+    same real token position in every row.
+    """
+    if token_offset >= 0:
+        raise ValueError(f"token_offset counts from the end of the prompt and must be negative, got {token_offset}")
+    order = longest_first(tokenizer, texts)
+    keys: list[torch.Tensor | None] = [None] * len(texts)
+    values: list[torch.Tensor | None] = [None] * len(texts)
+    tokens: list[str] = [""] * len(texts)
+    for start in tqdm(range(0, len(order), batch_size), desc="reading KV", unit="batch", disable=not progress):
+        indices = order[start : start + batch_size]
+        batch = encode(tokenizer, [texts[i] for i in indices], model.device)
+        check_fits(model, batch.attention_mask)
+        if not bool(batch.attention_mask[:, token_offset].all()):
+            raise ValueError(f"a prompt is shorter than {-token_offset} tokens; token_offset {token_offset} is invalid")
+        batch_keys, batch_values = read_position(prefill(model, batch.input_ids, batch.attention_mask), token_offset)
+        read_tokens = [tokenizer.decode([token]) for token in batch.input_ids[:, token_offset].tolist()]
+        for row, i in enumerate(indices):  # batch_keys is [n_layers, batch, heads, dim]
+            keys[i], values[i], tokens[i] = batch_keys[:, row].float().cpu(), batch_values[:, row].float().cpu(), read_tokens[row]
+    return torch.stack(keys), torch.stack(values), tokens
+
+
+def extract_steering_vector(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    pairs: Sequence[tuple[str, str]],
+    *,
+    token_offset: int = -1,
+    batch_size: int = 16,
+    progress: bool = True,
+) -> SteeringVector:
+    """Mean (positive - negative) key and value at one token of each prompt, for every layer.
+
+    ``pairs`` are (positive, negative) prompt texts, for example from :func:`prompts.contrastive_pair`.
+    ``token_offset`` counts from the end of each prompt: -1 is the last token, -2 the one before.
+    """
+    if not pairs:
+        raise ValueError("no contrastive pairs given: extraction needs at least one (positive, negative) pair")
+    texts = [p for p, _ in pairs] + [n for _, n in pairs]
+    keys, values, tokens = read_prompt_kv(
+        model, tokenizer, texts, token_offset=token_offset, batch_size=batch_size, progress=progress
+    )
+    n = len(pairs)  # rows [0, n) are positive prompts, [n, 2n) their negatives
+    metadata = VectorMetadata(
+        model_id=model_id(model),
+        fingerprint=model_fingerprint(model),
+        token_offset=token_offset,
+        token_texts=sorted(set(tokens)),
+        n_pairs=n,
+    )
+    return SteeringVector((keys[:n] - keys[n:]).mean(0), (values[:n] - values[n:]).mean(0), metadata)

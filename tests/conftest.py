@@ -1,0 +1,50 @@
+"""Shared test setup.
+
+The task data comes from ``$CACHESTEER_DATA_DIR``, by default ``shared/data`` beside the repository. The real
+embedded models are loaded once per test session (the first load converts the GGUF, later loads take <1 s).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ.setdefault("CACHESTEER_DATA_DIR", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    """(model, tokenizer) of the embedded SmolLM2-135M-Instruct, float32 on the CPU."""
+    from cachesteer_lite import load_model
+
+    torch.manual_seed(0)
+    return load_model("smollm2-135m-instruct", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def gemma3():
+    """(model, tokenizer) of the embedded Gemma-3-270M base model (sliding-window layers), float32 on the CPU."""
+    from cachesteer_lite import load_model
+
+    return load_model("gemma3-270m", device="cpu")
+
+
+def tiny_model(model_type: str = "llama", **overrides):
+    """A tiny randomly initialised decoder (for edge cases the real models cannot reach quickly), float32, eval."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    settings = dict(
+        vocab_size=49152, hidden_size=64, intermediate_size=128, num_hidden_layers=3, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=16, max_position_embeddings=128, pad_token_id=2, eos_token_id=2, bos_token_id=1,
+    )
+    settings.update(overrides)
+    config = AutoConfig.for_model(model_type, **settings)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32).eval()
+    model.name_or_alias = f"tiny-random-{model_type}"
+    return model
