@@ -90,7 +90,8 @@ def decoding(model, tokenizer, vector, batch_size: int, n_prompts: int, new_toke
     tokens = n_prompts * new_tokens
     result = {name: {"seconds": s, "tokens_per_s": tokens / s, "ms_per_token": 1000 * s / tokens}
               for name, s in seconds.items()}
-    result["ratio_steered_over_plain_tokens_per_s"] = result["steered"]["tokens_per_s"] / result["plain"]["tokens_per_s"]
+    ratio = result["steered"]["tokens_per_s"] / result["plain"]["tokens_per_s"]
+    result["ratio_steered_over_plain_tokens_per_s"] = ratio
     result.update(batch_size=batch_size, n_prompts=n_prompts, new_tokens_per_prompt=new_tokens)
     return result
 

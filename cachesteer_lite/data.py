@@ -117,10 +117,12 @@ def gsm8k_reasoning(solution: str) -> str:
     return re.sub(r"<<.*?>>", "", body).strip()
 
 
-def _multiple_choice(task: str, question: str, texts: list[str], gold_index: int, header: bool) -> tuple[str, str, tuple[str, ...]]:
+def _multiple_choice(question: str, texts: list[str], gold: int, header: bool) -> tuple[str, str, tuple[str, ...]]:
+    """The question with its lettered options (after a "Choices:" header when ``header``), the gold letter
+    and the option texts."""
     lines = [f"{_LETTERS[i]}: {text}" for i, text in enumerate(texts)]
     body = f"{question}\n\nChoices:\n" + "\n".join(lines) if header else question + "\n" + "\n".join(lines)
-    return body, _LETTERS[gold_index], tuple(texts)
+    return body, _LETTERS[gold], tuple(texts)
 
 
 def to_item(task: str, split: str, index: int, row: dict) -> Item:
@@ -133,11 +135,12 @@ def to_item(task: str, split: str, index: int, row: dict) -> Item:
     if task == "gsm8k":
         return Item(task, split, index, row["question"], gsm8k_final_number(row["answer"]), raw=row)
     if task == "piqa":
-        body, gold, texts = _multiple_choice(task, row["goal"], [row["sol1"], row["sol2"]], int(row["label"]), header=True)
+        body, gold, texts = _multiple_choice(row["goal"], [row["sol1"], row["sol2"]], int(row["label"]), header=True)
         return Item(task, split, index, body, gold, texts, raw=row)
     choices = row["choices"]
     gold_index = list(choices["label"]).index(row["answerKey"])
-    body, gold, texts = _multiple_choice(task, row["question"], list(choices["text"]), gold_index, header=task == "arc_challenge")
+    header = task == "arc_challenge"  # CSQA has no "Choices:" header in the paper's format
+    body, gold, texts = _multiple_choice(row["question"], list(choices["text"]), gold_index, header=header)
     return Item(task, split, index, body, gold, texts, source_id=row.get("id", ""), raw=row)
 
 

@@ -28,7 +28,9 @@ class PromptTooLongError(ValueError):
     """A prompt (plus the tokens to generate) does not fit in the model's context."""
 
 
-def render_dialogue(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]], cot_prefix: bool = False) -> str:
+def render_dialogue(
+    tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]], cot_prefix: bool = False
+) -> str:
     """The dialogue as prompt text ending in the generation prompt.
 
     Uses the model's chat template with its default system prompt, as the paper does. Base models without a

@@ -165,6 +165,6 @@ def generate(
             sequences = steered_generate(
                 model, ids, mask, vector, c_keys=c_keys, c_values=c_values, layers=layers, **generate_kwargs
             )
-        for i, completion in zip(indices, _completions(tokenizer, sequences[:, ids.shape[1] :], eos_ids)):
+        for i, completion in zip(indices, _completions(tokenizer, sequences[:, ids.shape[1] :], eos_ids), strict=True):
             results[i] = completion
     return [results[i] for i in range(len(prompts))]

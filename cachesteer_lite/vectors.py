@@ -107,6 +107,7 @@ class SteeringVector:
 
 
 def _stem(path: str | Path) -> Path:
+    """The common stem of a vector's two files, whichever of the three names is given."""
     path = Path(path)
     return path.with_suffix("") if path.suffix in (".safetensors", ".json") else path
 
@@ -143,7 +144,9 @@ def read_prompt_kv(
         batch_keys, batch_values = read_position(prefill(model, batch.input_ids, batch.attention_mask), token_offset)
         read_tokens = [tokenizer.decode([token]) for token in batch.input_ids[:, token_offset].tolist()]
         for row, i in enumerate(indices):  # batch_keys is [n_layers, batch, heads, dim]
-            keys[i], values[i], tokens[i] = batch_keys[:, row].float().cpu(), batch_values[:, row].float().cpu(), read_tokens[row]
+            keys[i] = batch_keys[:, row].float().cpu()
+            values[i] = batch_values[:, row].float().cpu()
+            tokens[i] = read_tokens[row]
     return torch.stack(keys), torch.stack(values), tokens
 
 

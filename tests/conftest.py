@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never touch the network
 os.environ.setdefault("CACHESTEER_DATA_DIR", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 REPO = Path(__file__).resolve().parents[1]

@@ -8,6 +8,7 @@ from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer, Qu
 
 from cachesteer_lite import UnsupportedCacheError, add_at_position, new_cache, prefill, read_position
 from cachesteer_lite.cache import left_padded_positions
+
 from conftest import tiny_model
 
 
@@ -28,10 +29,10 @@ def test_left_padded_prefill_equals_unpadded_prefill():
 
 
 def test_new_cache_follows_the_layer_types_of_the_config():
-    model = tiny_model("gemma3_text", layer_types=["sliding_attention", "full_attention", "sliding_attention"],
-                       sliding_window=4)
-    cache = new_cache(model)
-    assert [type(layer) for layer in cache.layers] == [DynamicSlidingWindowLayer, DynamicLayer, DynamicSlidingWindowLayer]
+    layer_types = ["sliding_attention", "full_attention", "sliding_attention"]
+    model = tiny_model("gemma3_text", layer_types=layer_types, sliding_window=4)
+    classes = [type(layer) for layer in new_cache(model).layers]
+    assert classes == [DynamicSlidingWindowLayer, DynamicLayer, DynamicSlidingWindowLayer]
 
 
 def test_edit_lands_at_one_position_of_the_chosen_layers_only():
@@ -43,7 +44,7 @@ def test_edit_lands_at_one_position_of_the_chosen_layers_only():
     key_deltas = torch.randn(3, 2, 16)
     value_deltas = torch.randn(3, 2, 16)
     add_at_position(after, [1, 2], key_deltas, value_deltas, position=-1)
-    for layer_id, (old, new) in enumerate(zip(before.layers, after.layers)):
+    for layer_id, (old, new) in enumerate(zip(before.layers, after.layers, strict=True)):
         for name, deltas in (("keys", key_deltas), ("values", value_deltas)):
             change = getattr(new, name) - getattr(old, name)
             if layer_id == 0:

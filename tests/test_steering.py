@@ -19,6 +19,7 @@ from cachesteer_lite import (
 )
 from cachesteer_lite.steering import offset_token_id
 from cachesteer_lite.vectors import VectorMetadata, model_fingerprint
+
 from conftest import tiny_model
 
 QUESTIONS = [
@@ -34,7 +35,8 @@ def random_vector(model, scale: float = 1.0, seed: int = 0) -> SteeringVector:
     generator = torch.Generator().manual_seed(seed)
     shape = (fp["n_layers"], fp["n_kv_heads"], fp["head_dim"])
     meta = VectorMetadata(getattr(model, "name_or_alias", ""), fp, -1, ["\n"], 1)
-    return SteeringVector(torch.randn(shape, generator=generator) * scale, torch.randn(shape, generator=generator) * scale, meta)
+    keys = torch.randn(shape, generator=generator) * scale
+    return SteeringVector(keys, torch.randn(shape, generator=generator) * scale, meta)
 
 
 def with_offset(tokenizer, prompts, offset="\n"):
@@ -57,11 +59,12 @@ def smol_vector(smollm2):
         ("How many legs do 3 spiders have?", "Each spider has 8 legs, and 3 x 8 = 24.", "24"),
         ("Is ice lighter than water?", "Ice is less dense than liquid water, so it floats.", "Yes"),
     ]:
-        def dialogue(answer):
+        dialogues = []
+        for answer in (long, short):
             messages = [{"role": "user", "content": question}, {"role": "assistant", "content": answer},
                         {"role": "user", "content": "Why is the sky blue?"}]
-            return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        pairs.append((dialogue(long), dialogue(short)))
+            dialogues.append(tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
+        pairs.append(tuple(dialogues))
     return extract_steering_vector(model, tokenizer, pairs, progress=False)
 
 
@@ -69,7 +72,8 @@ def test_zero_coefficients_give_plain_generate_token_for_token(smollm2, smol_pro
     model, tokenizer = smollm2
     ids, mask = with_offset(tokenizer, smol_prompts)
     plain = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=24, do_sample=False)
-    steered = steered_generate(model, ids, mask, smol_vector, c_keys=0.0, c_values=0.0, max_new_tokens=24, do_sample=False)
+    steered = steered_generate(model, ids, mask, smol_vector, c_keys=0.0, c_values=0.0,
+                               max_new_tokens=24, do_sample=False)
     assert torch.equal(plain, steered)
 
 
@@ -86,7 +90,7 @@ def test_edit_is_the_scaled_vector_at_the_last_cache_position_of_the_chosen_laye
     reference = prefill(model, ids[:, :-1], mask[:, :-1])
     layers = [3, 7, 29]
     cache = steered_cache(model, ids, mask, smol_vector, c_keys=0.5, c_values=4.0, layers=layers)
-    for layer_id, (old, new) in enumerate(zip(reference.layers, cache.layers)):
+    for layer_id, (old, new) in enumerate(zip(reference.layers, cache.layers, strict=True)):
         assert new.keys.shape[2] == ids.shape[1] - 1  # the offset token is not in the cache yet
         for name, coefficient, vector in (("keys", 0.5, smol_vector.keys), ("values", 4.0, smol_vector.values)):
             change = getattr(new, name) - getattr(old, name)
@@ -103,7 +107,8 @@ def test_default_layers_skip_layer_zero(smollm2, smol_prompts, smol_vector):
     ids, mask = with_offset(tokenizer, smol_prompts[:1])
     reference = prefill(model, ids[:, :-1], mask[:, :-1])
     cache = steered_cache(model, ids, mask, smol_vector, c_keys=1.0, c_values=1.0)
-    changed = [i for i, (a, b) in enumerate(zip(reference.layers, cache.layers)) if not torch.equal(a.keys, b.keys)]
+    pairs = enumerate(zip(reference.layers, cache.layers, strict=True))
+    changed = [i for i, (old, new) in pairs if not torch.equal(old.keys, new.keys)]
     assert changed == list(range(1, 30))
 
 

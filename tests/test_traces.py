@@ -23,7 +23,7 @@ from cachesteer_lite.traces import (
 )
 
 TRACE_DIR = Path(__file__).resolve().parents[1] / "data" / "traces"
-SHIPPED = sorted(TRACE_DIR.glob("*.jsonl"))
+SHIPPED = sorted(p for p in TRACE_DIR.glob("*.jsonl") if not p.name.endswith(".rejected.jsonl"))
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ from cachesteer_lite import (
     extract_steering_vector,
 )
 from cachesteer_lite.traces import read_traces
+
 from conftest import REPO, tiny_model
 
 
@@ -66,7 +67,8 @@ def test_vector_is_the_mean_of_pairwise_differences(smollm2, arc_pairs, arc_vect
 def test_token_offset_reads_an_earlier_token(smollm2, arc_pairs):
     model, tokenizer = smollm2
     vector = extract_steering_vector(model, tokenizer, arc_pairs[:2], token_offset=-2, progress=False)
-    assert vector.metadata.token_offset == -2 and vector.metadata.token_texts == ["istant"]  # "assistant" is two BPE tokens
+    # "assistant" is two BPE tokens, "ass" + "istant"
+    assert vector.metadata.token_offset == -2 and vector.metadata.token_texts == ["istant"]
 
 
 def test_save_and_load_round_trip_bit_exactly(arc_vector, tmp_path):
