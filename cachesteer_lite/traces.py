@@ -15,14 +15,21 @@ import json
 import re
 import sys
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from itertools import combinations
 from pathlib import Path
-from typing import Iterable, Sequence
 
-from cachesteer_lite.data import TASKS, Item, check_task, load_rows, to_item
+from .data import TASKS, Item, check_task, load_rows, to_item
 
-STYLES: tuple[str, ...] = ("default", "stepwise", "strategy_execution", "causal_chain", "annotated_deduction", "analogical")
+STYLES: tuple[str, ...] = (
+    "default",
+    "stepwise",
+    "strategy_execution",
+    "causal_chain",
+    "annotated_deduction",
+    "analogical",
+)
 
 # Schema field -> JSON type; the order is the order of the fields in the file.
 _FIELD_TYPES: dict[str, type] = {

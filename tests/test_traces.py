@@ -173,7 +173,8 @@ def test_conclusion_naming_another_letter(piqa: list[Trace]) -> None:
     trace = piqa[0]
     conclusion, other = _with_other_letter(trace.steps[-1], trace.answer)
     problems = validate_traces([dataclasses.replace(trace, steps=[*trace.steps[:-1], conclusion])])
-    assert problems == [f"{trace.label}: reasoning names {other} as the answer but the trace's answer is {trace.answer}"]
+    expected = f"{trace.label}: reasoning names {other} as the answer but the trace's answer is {trace.answer}"
+    assert problems == [expected]
 
 
 def test_near_duplicate_pair_despite_style_markers(piqa: list[Trace]) -> None:

@@ -1,0 +1,221 @@
+"""The evaluation runner on the real SmolLM2 model, with tiny runs: resumption after an interruption,
+the results file, greedy determinism, sampling runs, held-out selection, plug-in methods and the CLI."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from cachesteer_lite import Completion, chat_prompt
+from cachesteer_lite import evaluate as runner
+from cachesteer_lite.data import EVAL_SPLITS, load_items
+from cachesteer_lite.evaluate import (
+    METHODS,
+    EvalConfig,
+    Method,
+    Prepared,
+    all_deviations,
+    evaluate,
+    held_out_items,
+    read_records,
+    resolve_config,
+    select_settings,
+    wilson_interval,
+)
+
+TINY = {"limit": 6, "batch_size": 2, "max_new_tokens": 4}
+STEER = {"n_pairs": 4, "n_demonstrations": 1, "c_values": 4.0}
+
+
+class Interrupted(Exception):
+    pass
+
+
+def _stop_after_first_batch(done: int, total: int) -> None:
+    raise Interrupted
+
+
+def _lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def _without_timing(records: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k != "batch_seconds"} for r in records]
+
+
+def test_unknown_names_list_the_valid_ones(smollm2, tmp_path: Path) -> None:
+    model, tokenizer = smollm2
+    with pytest.raises(ValueError, match=re.escape("valid methods: baseline, cot, cache_steering, cache_steering_cot")):
+        evaluate(model, tokenizer, EvalConfig("arc_challenge", "steer_harder"), tmp_path)
+    with pytest.raises(ValueError, match="valid tasks: gsm8k, arc_challenge, csqa, piqa"):
+        evaluate(model, tokenizer, EvalConfig("mmlu", "baseline"), tmp_path)
+    with pytest.raises(ValueError, match="valid methods"):
+        runner.main(["--task", "gsm8k", "--method", "magic"])
+
+
+def test_wilson_interval() -> None:
+    low, high = wilson_interval(50, 100)
+    assert low == pytest.approx(0.40383, abs=1e-5) and high == pytest.approx(0.59617, abs=1e-5)
+    assert wilson_interval(0, 4) == (0.0, pytest.approx(0.48990, abs=1e-5))
+    assert wilson_interval(4, 4)[1] == 1.0
+
+
+def test_held_out_items_never_touch_the_evaluation_split() -> None:
+    assert held_out_items("arc_challenge", 300) == ("validation", 0)
+    for task in ("gsm8k", "csqa", "piqa"):
+        split, start = held_out_items(task, 100)
+        assert (split, start) == ("train", 100) and split != EVAL_SPLITS[task]
+
+
+def test_resume_skips_finished_items_and_matches_a_fresh_run(smollm2, tmp_path: Path, monkeypatch) -> None:
+    model, tokenizer = smollm2
+    config = EvalConfig("arc_challenge", "baseline", **TINY)
+    interrupted = tmp_path / "interrupted"
+    with pytest.raises(Interrupted):
+        evaluate(model, tokenizer, config, interrupted, progress=False, on_batch=_stop_after_first_batch)
+    first = _lines(interrupted / "items.jsonl")
+    assert len(first) == 2 and not (interrupted / "results.json").exists()
+
+    seen: list[str] = []
+    real_generate = runner.generate
+
+    def spy(model_, tokenizer_, prompts, *args, **kwargs):
+        seen.extend(prompts)
+        return real_generate(model_, tokenizer_, prompts, *args, **kwargs)
+
+    monkeypatch.setattr(runner, "generate", spy)
+    result = evaluate(model, tokenizer, config, interrupted, progress=False)
+    items = {item.index: item for item in load_items("arc_challenge", limit=6)}
+    finished = {chat_prompt(tokenizer, items[r["index"]].question) for r in first}
+    assert len(seen) == 4 and not finished & set(seen)
+
+    records = _lines(interrupted / "items.jsonl")
+    assert sorted(r["index"] for r in records) == list(range(6)) and records[:2] == first
+    monkeypatch.setattr(runner, "generate", real_generate)
+    fresh = evaluate(model, tokenizer, config, tmp_path / "fresh", progress=False)
+    by_index = lambda rs: sorted(_without_timing(rs), key=lambda r: r["index"])  # noqa: E731
+    assert by_index(records) == by_index(_lines(tmp_path / "fresh" / "items.jsonl"))
+    assert result["accuracy"] == fresh["accuracy"]
+
+    # A finished run reruns without generating anything.
+    seen.clear()
+    monkeypatch.setattr(runner, "generate", spy)
+    evaluate(model, tokenizer, config, interrupted, progress=False)
+    assert seen == [] and len(_lines(interrupted / "items.jsonl")) == 6
+
+
+def test_results_file_fields(smollm2, tmp_path: Path) -> None:
+    model, tokenizer = smollm2
+    result = evaluate(model, tokenizer, EvalConfig("piqa", "cot", limit=3, batch_size=3, max_new_tokens=4), tmp_path,
+                      progress=False)
+    assert json.loads((tmp_path / "results.json").read_text()) == result
+    assert (result["task"], result["method"], result["model"], result["split"], result["n"]) == (
+        "piqa", "cot", "smollm2-135m-instruct", "validation", 3)
+    low, high = result["ci95"]
+    assert low <= result["accuracy"] <= high and result["accuracy_sd"] is None
+    assert 0 < result["mean_tokens"] <= 4 and result["mean_words"] > 0
+    assert result["config"]["max_new_tokens"] == 4 and result["generation"] == {"do_sample": False, "max_new_tokens": 4}
+    assert {"python", "torch", "transformers", "cachesteer-lite"} <= set(result["versions"])
+    assert result["hardware"]["cpu_count"] >= 1 and result["hardware"]["device"] == "cpu"
+    assert result["wall_time_s"] > 0 and result["runs"][0]["items_file"] == "items.jsonl"
+    assert sum(result["runs"][0]["extraction"].values()) == 3
+    record = _lines(tmp_path / "items.jsonl")[0]
+    assert record["extraction_suffix"].startswith("\nSo the correct choice is")
+    assert {"index", "gold", "prediction", "correct", "response", "n_tokens", "n_words"} <= set(record)
+
+
+def test_other_settings_in_the_same_directory_are_refused(smollm2, tmp_path: Path) -> None:
+    model, tokenizer = smollm2
+    config = EvalConfig("gsm8k", "baseline", limit=1, max_new_tokens=2)
+    evaluate(model, tokenizer, config, tmp_path, progress=False)
+    with pytest.raises(ValueError, match=r"other settings \(max_new_tokens"):
+        evaluate(model, tokenizer, EvalConfig("gsm8k", "baseline", limit=1, max_new_tokens=3), tmp_path)
+
+
+def test_damaged_items_file_is_repaired(tmp_path: Path) -> None:
+    path = tmp_path / "items.jsonl"
+    cut_short = '{"index": 2, "a"'
+    path.write_text('{"index": 0, "a": 1}\n{"index": 1, "a": 2}\n{"index": 0, "a": 3}\n' + cut_short, encoding="utf-8")
+    assert read_records(path) == {0: {"index": 0, "a": 1}, 1: {"index": 1, "a": 2}}
+    assert _lines(path) == [{"index": 0, "a": 1}, {"index": 1, "a": 2}]
+    path.write_text('{"index": 0}\nnot json\n{"index": 1}\n', encoding="utf-8")
+    with pytest.raises(ValueError, match="line 2: not valid JSON"):
+        read_records(path)
+
+
+def test_cache_steering_greedy_runs_are_deterministic(smollm2, tmp_path: Path) -> None:
+    model, tokenizer = smollm2
+    config = EvalConfig("arc_challenge", "cache_steering", limit=2, batch_size=2, max_new_tokens=8, **STEER)
+    first = evaluate(model, tokenizer, config, tmp_path / "a", progress=False)
+    second = evaluate(model, tokenizer, config, tmp_path / "b", progress=False)  # a fresh memo: vector re-extracted
+    records = [_without_timing(_lines(tmp_path / run / "items.jsonl")) for run in ("a", "b")]
+    assert records[0] == records[1]
+    assert first["accuracy"] == second["accuracy"]
+    details = first["method_details"]
+    assert details["offset"] == "\n" and details["vector_tokens"] == ["\n"]
+    assert details["contrastive"]["n_pairs"] == 4 and details["contrastive"]["selection"] == "nearest"
+
+
+def test_sampling_runs_record_seeds_and_spread(smollm2, tmp_path: Path) -> None:
+    model, tokenizer = smollm2
+    config = EvalConfig("gsm8k", "baseline", limit=2, batch_size=2, max_new_tokens=4, do_sample=True, seeds=(1, 2))
+    result = evaluate(model, tokenizer, config, tmp_path / "a", progress=False)
+    assert [run["seed"] for run in result["runs"]] == [1, 2] and result["ci95"] is None
+    assert result["accuracy_sd"] is not None and result["generation"]["temperature"] == 0.6
+    again = evaluate(model, tokenizer, config, tmp_path / "b", progress=False)
+    for seed in (1, 2):
+        name = f"items_seed{seed}.jsonl"
+        assert _without_timing(_lines(tmp_path / "a" / name)) == _without_timing(_lines(tmp_path / "b" / name))
+    assert again["accuracy"] == result["accuracy"]
+
+
+def test_select_settings_on_held_out_items(smollm2, tmp_path: Path) -> None:
+    model, tokenizer = smollm2
+    base = EvalConfig("arc_challenge", "cache_steering", batch_size=2, max_new_tokens=4)
+    selection = select_settings(model, tokenizer, base, tmp_path, limit=2, c_values=(0.0, 4.0), n_pairs=(4,),
+                                n_demonstrations=(1, 4), progress=False)
+    assert selection["held_out"] == {"split": "validation", "start": 0, "limit": 2}
+    assert [(row["n_demonstrations"], row["c_values"]) for row in selection["grid"]] == [(1, 0.0), (1, 4.0)]
+    assert selection["skipped"] == [{"n_pairs": 4, "n_demonstrations": 4, "c_values": c} for c in (0.0, 4.0)]
+    points = [{k: row[k] for k in ("n_pairs", "n_demonstrations", "c_values")} for row in selection["grid"]]
+    assert selection["best"] in points
+    assert json.loads((tmp_path / "selection.json").read_text()) == selection
+    settings = json.loads((tmp_path / "n4_k1_c4" / "run.json").read_text())["settings"]
+    assert settings["split"] == "validation" and settings["split"] != EVAL_SPLITS["arc_challenge"]
+
+
+def test_paper_settings_are_the_default_capped_by_the_traces(smollm2) -> None:
+    model, _ = smollm2
+    with pytest.warns(UserWarning, match="the paper used 300 pairs"):
+        config = resolve_config(EvalConfig("arc_challenge", "cache_steering"), model)
+    assert (config.n_pairs, config.n_demonstrations, config.c_values, config.split) == (100, 10, 6.0, "test")
+    gsm8k = resolve_config(EvalConfig("gsm8k", "cache_steering_cot"), model)
+    assert (gsm8k.n_pairs, gsm8k.n_demonstrations, gsm8k.c_values) == (300, 5, 1.0)
+
+
+def test_a_new_method_plugs_into_the_runner(smollm2, tmp_path: Path, monkeypatch) -> None:
+    model, tokenizer = smollm2
+
+    def prepare(model_, tokenizer_, config, memo) -> Prepared:
+        return Prepared(lambda prompts, **kwargs: [Completion("So it is 18.", 6)] * len(prompts), "", {"plug": True})
+
+    monkeypatch.setitem(METHODS, "always_18", Method("always_18", "answers 18", False, (), prepare))
+    result = evaluate(model, tokenizer, EvalConfig("gsm8k", "always_18", limit=2), tmp_path, progress=False)
+    assert result["runs"][0]["n_correct"] == 1 and result["method_details"] == {"plug": True}
+
+
+def test_cli_runs_and_prints_the_comparison(tmp_path: Path, capsys) -> None:
+    assert runner.main(["--task", "gsm8k", "--method", "baseline", "--limit", "2", "--max-new-tokens", "3",
+                        "--output-dir", str(tmp_path)]) == 0
+    output = capsys.readouterr().out
+    assert "gsm8k baseline: accuracy" in output and "| gsm8k | baseline | 2 |" in output and "absent" in output
+    assert (tmp_path / "smollm2-135m-instruct" / "gsm8k" / "baseline" / "results.json").is_file()
+
+
+def test_all_deviations_cover_every_area() -> None:
+    rows = all_deviations()
+    assert {row["area"] for row in rows} == {"contrastive pairs", "scoring", "protocol"}
+    assert all(row["what"] and row["paper"] and row["ours"] for row in rows)

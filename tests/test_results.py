@@ -1,0 +1,68 @@
+"""The paper's reference figures and the comparison table."""
+
+from __future__ import annotations
+
+from itertools import product
+
+from cachesteer_lite.results import (
+    compare,
+    comparison_table,
+    load_paper_results,
+    paper_entry,
+    paper_model_for,
+    paper_models,
+)
+
+TASKS = ("gsm8k", "arc_challenge", "csqa", "piqa")
+
+
+def test_every_cell_of_the_tables_is_present_once() -> None:
+    reference = load_paper_results()
+    greedy = [(r["model"], r["task"], r["method"]) for r in reference["greedy"]]
+    methods = ("baseline", "cot", "cache_steering", "cache_steering_cot", "activation_steering")
+    assert sorted(greedy) == sorted(product(paper_models(), TASKS, methods)) and len(paper_models()) == 6
+    sampling = [(r["model"], r["task"], r["method"]) for r in reference["sampling"]]
+    assert sorted(sampling) == sorted(product(paper_models(), TASKS, ("baseline", "cache_steering")))
+    for row in reference["greedy"]:
+        assert (row["accuracy"] is not None) == (row["status"] == "reported") == (row["mean_words"] is not None)
+
+
+def test_spot_values() -> None:
+    smol = "SmolLM2-360M-Instruct"
+    entry = paper_entry("arc_challenge", "cache_steering", smol)
+    assert (entry["accuracy"], entry["mean_words"]) == (27.13, 244)
+    assert paper_entry("csqa", "baseline", smol)["accuracy"] == 19.74
+    assert paper_entry("gsm8k", "baseline", smol)["status"] == "absent"
+    assert paper_entry("arc_challenge", "cache_steering_cot", "Phi-4-mini-instruct")["status"] == "no_run"
+    ambiguous = paper_entry("csqa", "cache_steering", "Llama-3.2-1B-Instruct")
+    assert ambiguous["accuracy"] is None and "55.20" in ambiguous["note"]
+    assert paper_entry("gsm8k", "caa", "Llama-3.2-3B-Instruct")["accuracy"] == 68.39
+    sampled = paper_entry("arc_challenge", "cache_steering", "Llama-3.2-3B-Instruct", sampling=True)
+    assert (sampled["accuracy_mean"], sampled["accuracy_sd"], sampled["n_runs"]) == (77.71, 0.82, 5)
+    assert paper_entry("arc_challenge", "baseline", "Phi-4-mini-instruct", sampling=True)["runs"][0] == 84.39
+
+
+def test_paper_model_of_the_same_family() -> None:
+    assert paper_model_for("smollm2-135m-instruct") == "SmolLM2-360M-Instruct"
+    assert paper_model_for("meta-llama/Llama-3.2-1B-Instruct") == "Llama-3.2-1B-Instruct"
+    assert paper_model_for("Qwen/Qwen2-0.5B-Instruct") == "Qwen2-0.5B-Instruct"
+    assert paper_model_for("gemma3-270m") is None
+
+
+def _result(task: str, method: str, accuracy: float, sampling: bool = False) -> dict:
+    return {"task": task, "method": method, "model": "smollm2-135m-instruct", "n": 300, "accuracy": accuracy,
+            "ci95": None if sampling else [accuracy - 0.05, accuracy + 0.05], "accuracy_sd": 0.01 if sampling else None,
+            "mean_words": 120.0, "config": {"do_sample": sampling}}
+
+
+def test_compare_and_table() -> None:
+    rows = compare([_result("arc_challenge", "cache_steering", 0.30), _result("gsm8k", "cot", 0.05),
+                    _result("piqa", "cache_steering", 0.5, sampling=True), _result("csqa", "new_method", 0.2)])
+    assert rows[0]["paper_accuracy"] == 27.13 and abs(rows[0]["difference"] - 2.87) < 1e-9
+    assert rows[1]["difference"] is None and rows[1]["paper_status"] == "absent"
+    assert rows[2]["paper_accuracy"] == 50.72 and rows[2]["paper_sd"] == 1.03
+    assert rows[3]["paper_status"] == "not in the paper"
+    table = comparison_table([_result("arc_challenge", "cache_steering", 0.30)])
+    row = ("| arc_challenge | cache_steering | 300 | 30.00 [25.0, 35.0] | 120 | SmolLM2-360M-Instruct | 27.13 | 244 "
+           "| +2.87 |")
+    assert row in table.splitlines()
