@@ -127,6 +127,7 @@ def main() -> None:
     args = parser.parse_args()
     started = time.perf_counter()
 
+    print("measuring load times (first load converts the GGUF) ...", flush=True)
     loads = load_times()
     model, tokenizer = load_model(device="cpu")
     traces = read_traces(REPO / "data" / "traces" / "arc_challenge.jsonl")
@@ -134,8 +135,10 @@ def main() -> None:
     arc_pairs = [contrastive_pair(tokenizer, [demos[i + 1]], demos[i].question) for i in range(32)]
     vector = extract_steering_vector(model, tokenizer, arc_pairs[:8], progress=False)
 
+    print("measuring decoding, batch 1 and 16 ...", flush=True)
     decode = [decoding(model, tokenizer, vector, 1, 4, args.new_tokens, args.repeats),
               decoding(model, tokenizer, vector, 16, 16, args.new_tokens, args.repeats)]
+    print("measuring extraction, short and paper-format prompts ...", flush=True)
     extract = [extraction(model, tokenizer, short_pairs(32), args.repeats, "short synthetic (~20 tokens)"),
                extraction(model, tokenizer, arc_pairs, args.repeats, "ARC, 1 demonstration (paper format)")]
 

@@ -1,0 +1,124 @@
+"""The book's notebooks: their teaching code equals the library, and every notebook follows the book's pattern.
+
+Where a notebook re-implements a library step to teach it, the cell holding that code carries the tag
+``teaching``. The tests here run exactly that cell's source and compare its results with the library's.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+import torch
+import yaml
+
+from conftest import REPO
+
+NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+CONFIG = yaml.safe_load((REPO / "_config.yml").read_text())
+REPOSITORY = CONFIG["repository"]["url"].removeprefix("https://github.com/").strip("/")
+
+
+def read(path: Path) -> nbformat.NotebookNode:
+    return nbformat.read(path, as_version=4)
+
+
+def teaching_code(name: str) -> dict:
+    """Run the cells tagged ``teaching`` of notebook ``name`` and return the names they define."""
+    notebook = read(REPO / "notebooks" / name)
+    sources = [cell.source for cell in notebook.cells if "teaching" in cell.metadata.get("tags", [])]
+    assert sources, f"{name} has no cell tagged 'teaching'"
+    namespace: dict = {"torch": torch}
+    for source in sources:
+        exec(compile(source, f"{name}[teaching]", "exec"), namespace)
+    return namespace
+
+
+# --- notebook 3: the steering vector by hand ---------------------------------------------------------------
+
+def test_mean_difference_by_hand_equals_library(smollm2):
+    """Notebook 3's mean_difference, applied to read_prompt_kv, gives extract_steering_vector's vector exactly."""
+    import cachesteer_lite as cs
+    from cachesteer_lite.vectors import read_prompt_kv
+
+    model, tokenizer = smollm2
+    teaching = teaching_code("03_steering_vector_extraction.ipynb")
+    demos = [
+        cs.Demonstration("What is 12 * 3?", "10 * 3 = 30 and 2 * 3 = 6, so 12 * 3 = 30 + 6 = 36.", "36"),
+        cs.Demonstration("What is 9 + 14?", "9 + 14 = 9 + 10 + 4 = 23.", "23"),
+    ]
+    pairs = [cs.contrastive_pair(tokenizer, demos, q) for q in ("What is 7 * 8?", "What is 15 + 27?", "What is 5 - 9?")]
+    keys, values, _ = read_prompt_kv(model, tokenizer, [p for p, _ in pairs] + [n for _, n in pairs], progress=False)
+
+    by_hand_keys, by_hand_values = teaching["mean_difference"](keys, values, len(pairs))
+    vector = cs.extract_steering_vector(model, tokenizer, pairs, progress=False)
+    assert torch.equal(by_hand_keys, vector.keys)
+    assert torch.equal(by_hand_values, vector.values)
+    assert float(by_hand_values[0].abs().max()) == 0.0  # the exact zero at layer 0 the notebook shows
+
+
+def test_pairwise_cosine_equals_torch():
+    """Notebook 3's pairwise_cosine equals torch's cosine_similarity for every pair of rows, zero rows included."""
+    pairwise_cosine = teaching_code("03_steering_vector_extraction.ipynb")["pairwise_cosine"]
+    rows = torch.randn(6, 3, 8, generator=torch.Generator().manual_seed(0))
+    expected = torch.nn.functional.cosine_similarity(rows.flatten(1)[:, None], rows.flatten(1)[None], dim=-1)
+    torch.testing.assert_close(pairwise_cosine(rows), expected)
+    rows[2] = 0.0  # layer-0 value differences are exactly zero: no NaN
+    assert not pairwise_cosine(rows).isnan().any()
+
+
+# --- every notebook follows the book's pattern ------------------------------------------------------------
+
+@pytest.fixture(params=NOTEBOOKS, ids=lambda path: path.stem)
+def notebook(request) -> tuple[Path, nbformat.NotebookNode]:
+    return request.param, read(request.param)
+
+
+def test_there_are_notebooks():
+    assert NOTEBOOKS, "no numbered notebooks in notebooks/"
+
+
+def test_listed_in_table_of_contents(notebook):
+    path, _ = notebook
+    assert f"notebooks/{path.stem}" in (REPO / "_toc.yml").read_text(), f"{path.name} is not in _toc.yml"
+
+
+def test_colab_badge_opens_this_notebook(notebook):
+    path, nb = notebook
+    first = nb.cells[0].source
+    url = f"https://colab.research.google.com/github/{REPOSITORY}/blob/main/notebooks/{path.name}"
+    assert f"({url})" in first, f"the first cell of {path.name} needs the Colab badge linking {url}"
+
+
+def test_parameters_come_from_the_environment(notebook):
+    path, nb = notebook
+    code = "\n".join(cell.source for cell in nb.cells if cell.cell_type == "code")
+    assert 'os.environ.get("CACHESTEER_MODEL", "smollm2-135m-instruct")' in code, path.name
+    assert re.search(r'os\.environ\.get\("CACHESTEER_RUN_SIZE", "full" if torch\.cuda\.is_available\(\) else "quick"\)',
+                     code), path.name
+
+
+def test_ends_with_provenance(notebook):
+    path, nb = notebook
+    last = nb.cells[-1]
+    assert last.cell_type == "code" and "run_record()" in last.source and "wall_time_s" in last.source, path.name
+
+
+def test_solutions_are_folded(notebook):
+    path, nb = notebook
+    for cell in nb.cells:
+        if cell.cell_type == "markdown" and "{admonition} Solution" in cell.source:
+            blocks = re.findall(r"\{admonition\} Solution[^\n]*\n(.*?)\n", cell.source)
+            assert all(":class: dropdown" in block for block in blocks), f"{path.name}: a solution is not folded"
+
+
+def test_committed_outputs_come_from_one_clean_run(notebook):
+    """A notebook committed with outputs was executed top to bottom in one kernel, without errors."""
+    path, nb = notebook
+    code = [cell for cell in nb.cells if cell.cell_type == "code"]
+    assert not any(out.output_type == "error" for cell in code for out in cell.get("outputs", [])), path.name
+    if any(cell.get("outputs") for cell in code):
+        assert [cell.execution_count for cell in code] == list(range(1, len(code) + 1)), (
+            f"{path.name}: execute it in one run (jupyter nbconvert --to notebook --execute --inplace)")
