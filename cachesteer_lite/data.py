@@ -98,7 +98,14 @@ def load_rows(task: str, split: str, limit: int | None = None) -> list[dict]:
         ) from error
     source = dict(_HUB_SOURCES[task])
     split_spec = split if limit is None else f"{split}[:{limit}]"
-    return [dict(row) for row in datasets.load_dataset(**source, split=split_spec)]
+    try:
+        rows = datasets.load_dataset(**source, split=split_spec)
+    except (ConnectionError, OSError) as error:
+        raise ConnectionError(
+            f"could not load {task}/{split} from the Hugging Face hub ({source['path']}): {error}. Offline, set "
+            f"${DATA_DIR_ENV} to a directory of JSONL files in the Hugging Face row layout"
+        ) from error
+    return [dict(row) for row in rows]
 
 
 def gsm8k_final_number(solution: str) -> str:

@@ -113,6 +113,7 @@ def _completions(
 
 
 def _eos_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> set[int]:
+    """Every token id that ends generation: the generation config's (one or a list) and the tokenizer's."""
     eos = model.generation_config.eos_token_id
     ids = set(eos if isinstance(eos, list) else [eos]) if eos is not None else set()
     return ids | ({tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set())

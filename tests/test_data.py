@@ -93,3 +93,12 @@ def test_start_and_limit_keep_row_indices() -> None:
     assert items[0] == load_items("piqa", "train", limit=6)[5]
     with pytest.raises(ValueError, match="must not be negative"):
         load_items("piqa", "train", start=-1)
+
+
+def test_hub_loading_while_offline_says_how_to_use_local_files(monkeypatch):
+    pytest.importorskip("datasets")
+    monkeypatch.delenv("CACHESTEER_DATA_DIR")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    with pytest.raises(ConnectionError, match="CACHESTEER_DATA_DIR"):
+        load_rows("arc_challenge", "train", limit=1)
