@@ -53,7 +53,7 @@ from .scoring import DEVIATIONS as SCORING_DEVIATIONS
 from .scoring import Extraction, score_choices, score_number
 from .steering import Completion, generate
 from .traces import read_traces
-from .vectors import extract_steering_vector, model_id
+from .vectors import SteeringVector, extract_steering_vector, model_id
 
 PAPER_SEEDS: tuple[int, ...] = (1234, 1235, 1237, 1240, 1244)  # the paper's five sampling runs
 PAPER_MAX_NEW_TOKENS = 768
@@ -165,11 +165,13 @@ Responder = Callable[..., list[Completion]]
 
 class Prepared(NamedTuple):
     """A method ready to answer: ``respond(prompts, **generation_kwargs)``, the text it appends to each
-    prompt before the response (the offset token of cache steering, else ""), and details to record."""
+    prompt before the response (the offset token of cache steering, else ""), details to record, and the
+    vector it steers with (saved beside the run's records, so that every result can be re-checked)."""
 
     respond: Responder
     offset: str
     details: dict
+    vector: SteeringVector | None = None
 
 
 @dataclass(frozen=True)
@@ -216,7 +218,7 @@ def _prepare_cache_steering(
 
     details = {"contrastive": contrastive.settings, "offset": offset, "vector_tokens": vector.metadata.token_texts,
                "layers": list(config.layers) if config.layers is not None else "all but layer 0"}
-    return Prepared(respond, offset, details)
+    return Prepared(respond, offset, details, vector)
 
 
 METHODS: dict[str, Method] = {}
@@ -463,6 +465,8 @@ def evaluate(
     if not items:
         raise ValueError(f"no {config.task} {config.split} items from {config.start} (limit {config.limit})")
     prepared = method.prepare(model, tokenizer, config, memo if memo is not None else {})
+    if prepared.vector is not None:
+        prepared.vector.save(run_dir / "steering_vector")
     prompts = [chat_prompt(tokenizer, item.question, method.cot_prefix) for item in items]
     order = longest_first(tokenizer, prompts)
     batches = [order[i : i + config.batch_size] for i in range(0, len(order), config.batch_size)]

@@ -8,8 +8,9 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 
-from cachesteer_lite import Completion, chat_prompt
+from cachesteer_lite import Completion, SteeringVector, chat_prompt
 from cachesteer_lite import evaluate as runner
 from cachesteer_lite.data import EVAL_SPLITS, load_items
 from cachesteer_lite.evaluate import (
@@ -157,6 +158,9 @@ def test_cache_steering_greedy_runs_are_deterministic(smollm2, tmp_path: Path) -
     details = first["method_details"]
     assert details["offset"] == "\n" and details["vector_tokens"] == ["\n"]
     assert details["contrastive"]["n_pairs"] == 4 and details["contrastive"]["selection"] == "nearest"
+    stored = SteeringVector.load(tmp_path / "a" / "steering_vector")  # the vector the run steered with
+    assert stored.metadata.n_pairs == 4 and stored.metadata.token_texts == ["\n"]
+    assert torch.equal(stored.values, SteeringVector.load(tmp_path / "b" / "steering_vector").values)
 
 
 def test_sampling_runs_record_seeds_and_spread(smollm2, tmp_path: Path) -> None:
