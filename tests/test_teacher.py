@@ -14,12 +14,10 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -29,7 +27,7 @@ import openai
 import pytest
 
 from cachesteer_lite.data import Item, load_items
-from cachesteer_lite.models import embedded_model_folder
+from cachesteer_lite.serve import LocalServer, free_port
 from cachesteer_lite.teacher import (
     AUTHORS_COMMIT,
     PROMPT_VERSION,
@@ -58,73 +56,11 @@ SERVER_START_TIMEOUT_S = 180
 FAST_RETRY = RetryPolicy(max_attempts=3, initial_delay=0.05, max_delay=0.2)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class LocalServer:
-    """``transformers serve`` for one model folder on a fixed loopback port; each start writes a new log."""
-
-    def __init__(self, folder: Path, log_dir: Path) -> None:
-        self.model = str(folder)
-        self.port = _free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}/v1"
-        self.log_dir = log_dir
-        self.log: Path | None = None
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        """Start the server and wait until /health answers."""
-        self.log = self.log_dir / f"serve-{len(list(self.log_dir.glob('serve-*.log')))}.log"
-        # One thread: on a shared 2-core machine, torch's default threads oversubscribe and run ~8x slower.
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-        command = [sys.executable, "-m", "transformers.cli.transformers", "serve", self.model, "--host", "127.0.0.1",
-                   "--port", str(self.port), "--device", "cpu", "--log-level", "info"]
-        with self.log.open("w") as log:
-            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                            start_new_session=True)
-        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                log = self.log.read_text()[-3000:]
-                pytest.fail(f"transformers serve exited with {self.process.returncode}:\n{log}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.25)
-        self.stop()
-        pytest.fail(f"transformers serve did not answer /health in {SERVER_START_TIMEOUT_S} s")
-
-    def stop(self) -> None:
-        """Kill the server at once (SIGKILL to its own process group), as a crash would."""
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=30)
-        self.process = None
-
-    def ensure_running(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            self.start()
-
-    def chat_requests_logged(self) -> int:
-        """POST /v1/chat/completions requests in the current log (the server's own count)."""
-        return self.log.read_text().count("POST /v1/chat/completions")
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory):
     """A running ``transformers serve`` with the embedded SmolLM2-135M-Instruct, killed at teardown."""
-    for module in ("fastapi", "uvicorn"):
-        try:
-            __import__(module)
-        except ImportError:
-            pytest.fail(f"`transformers serve` needs {module}: pip install 'transformers[serving]==5.23.0'")
-    local = LocalServer(embedded_model_folder("smollm2-135m-instruct"), tmp_path_factory.mktemp("serve"))
-    local.start()
+    local = LocalServer("smollm2-135m-instruct", log_dir=tmp_path_factory.mktemp("serve"))
+    local.start(timeout=SERVER_START_TIMEOUT_S)
     yield local
     local.stop()
 
@@ -268,6 +204,15 @@ def test_generator_killed_mid_run_loses_nothing(server: LocalServer, tmp_path: P
     resumed = generate_traces(items, out, model=server.model, client=client, max_tokens=8, progress=False)
     assert resumed.skipped == len(done) and resumed.requests == len(sent) == 6 - len(done)
     assert sorted(_stored_keys(out)) == sorted(("piqa", "train", index, "default") for index in range(6))
+
+
+def test_local_server_as_a_context_manager(tmp_path: Path) -> None:
+    """The server answers inside the ``with`` block and is gone (its whole process group killed) after it."""
+    with LocalServer("smollm2-135m-instruct", log_dir=tmp_path) as local:
+        assert local.healthy()
+        process = local.process
+    assert process.poll() is not None and not local.healthy()
+    assert (tmp_path / "serve-0.log").is_file()
 
 
 def test_unknown_model_stops_the_run_at_once(server: LocalServer, tmp_path: Path) -> None:
@@ -513,7 +458,7 @@ def test_prices_and_retry_classification() -> None:
 
 def test_author_traces_offline_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CACHESTEER_CACHE_DIR", str(tmp_path))
-    closed = f"http://127.0.0.1:{_free_port()}/{{commit}}/{{path}}"  # nothing listens there: as offline
+    closed = f"http://127.0.0.1:{free_port()}/{{commit}}/{{path}}"  # nothing listens there: as offline
     with pytest.raises(AuthorTracesUnavailable, match="data/traces/"):
         author_traces("piqa_oai/train.json", url_pattern=closed)
     assert not list(tmp_path.rglob("*.json*"))  # nothing half-downloaded left in the cache
@@ -526,7 +471,7 @@ def test_author_traces_read_from_the_cache_without_network(tmp_path: Path, monke
     cached = tmp_path / "author_traces" / AUTHORS_COMMIT / "piqa_oai" / "train.json"
     cached.parent.mkdir(parents=True)
     cached.write_text(json.dumps([{"question": "q", "steps": ["a", "b"], "solution": "A"}]))
-    closed = f"http://127.0.0.1:{_free_port()}/{{commit}}/{{path}}"
+    closed = f"http://127.0.0.1:{free_port()}/{{commit}}/{{path}}"
     assert author_traces("piqa_oai/train.json", url_pattern=closed) == [
         {"question": "q", "steps": ["a", "b"], "solution": "A"}
     ]
