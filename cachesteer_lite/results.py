@@ -3,17 +3,34 @@
 The JSON transcribes paper-reference section 7: greedy accuracy and mean response words per model, task
 and method, and the five-seed sampling means and standard deviations. Absent results are ``null`` with a
 ``status`` saying why (file not available, no such run, or files that contradict the config).
+
+Our results are the ``results.json`` files the evaluation runner writes under ``data/results/{model}/{task}/
+{method}/``. The book's reproducibility page shows them through this module only, so that no number there is
+typed by hand::
+
+    python -m cachesteer_lite.results                       # print the table
+    python -m cachesteer_lite.results --update book/reproducibility.md
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import math
+import re
+import sys
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-PAPER_RESULTS = Path(__file__).resolve().parents[1] / "data" / "paper_results.json"
+from .data import TASKS
+
+PROJECT = Path(__file__).resolve().parents[1]
+PAPER_RESULTS = PROJECT / "data" / "paper_results.json"
+RESULTS_DIR = PROJECT / "data" / "results"
+# The block of a Markdown page that --update rewrites.
+TABLE_START, TABLE_END = "<!-- results-table:start -->", "<!-- results-table:end -->"
 # Our method names -> the paper's (a CAA method registered later compares with activation steering).
 PAPER_METHODS: dict[str, str] = {
     "baseline": "baseline",
@@ -100,8 +117,9 @@ def _number(value: float | None, digits: int = 2, signed: bool = False) -> str:
 
 def comparison_table(results: Sequence[dict[str, Any]], paper_model: str | None = None) -> str:
     """:func:`compare` as a Markdown table (accuracy in %, words, difference in points)."""
-    lines = ["| task | method | n | ours (95% CI or ± sd) | words | paper model | paper | paper words | ours − paper |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| model | task | method | n | ours (95% CI or ± sd) | words | paper model | paper | paper words | "
+             "ours − paper |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for row in compare(results, paper_model):
         if row["ci95"] is not None:
             ours = f"{row['accuracy']:.2f} [{row['ci95'][0]:.1f}, {row['ci95'][1]:.1f}]"
@@ -110,7 +128,72 @@ def comparison_table(results: Sequence[dict[str, Any]], paper_model: str | None 
         paper = _number(row["paper_accuracy"]) if row["paper_accuracy"] is not None else row["paper_status"]
         if row["paper_sd"] is not None:
             paper += f" ± {row['paper_sd']:.2f}"
-        lines.append(f"| {row['task']} | {row['method']} | {row['n']} | {ours} | {row['mean_words']:.0f} | "
+        lines.append(f"| {row['model']} | {row['task']} | {row['method']} | {row['n']} | {ours} | {row['mean_words']:.0f} | "
                      f"{row['paper_model'] or '–'} | {paper} | {_number(row['paper_words'], 0)} | "
                      f"{_number(row['difference'], signed=True)} |")
     return "\n".join(lines)
+
+
+def collect(results_dir: str | Path = RESULTS_DIR, model: str | None = None) -> list[dict[str, Any]]:
+    """Every finished run under ``results_dir/{model}/{task}/{method}/results.json`` (held-out selection runs,
+    one level deeper, are not included), in task order and then the paper's method order."""
+    methods = list(PAPER_METHODS)
+    found = []
+    for path in sorted(Path(results_dir).glob("*/*/*/results.json")):
+        result = json.loads(path.read_text(encoding="utf-8"))
+        if model is None or result["model"] == model:
+            found.append({**result, "run_dir": str(path.parent)})
+    rank = {name: i for i, name in enumerate(methods)}
+    return sorted(found, key=lambda r: (r["model"], TASKS.index(r["task"]), rank.get(r["method"], len(rank)),
+                                        r["method"]))
+
+
+def paired_comparison(first: dict[int, dict], second: dict[int, dict]) -> dict[str, Any]:
+    """Two methods on the same items (records by item index, as ``evaluate.read_records`` returns them):
+    how many items each got right alone, and the exact two-sided McNemar p-value of the difference.
+
+    Accuracy intervals of two methods overlap easily at n = 300; the paired view asks the sharper question of
+    whether the items one method fixed outnumber those it broke by more than chance would.
+    """
+    if set(first) != set(second):
+        raise ValueError("the two runs cover different items: compare runs of the same task, split and limit")
+    only_first = sum(first[i]["correct"] and not second[i]["correct"] for i in first)
+    only_second = sum(second[i]["correct"] and not first[i]["correct"] for i in first)
+    both = sum(first[i]["correct"] and second[i]["correct"] for i in first)
+    discordant = only_first + only_second
+    tail = sum(math.comb(discordant, k) for k in range(min(only_first, only_second) + 1)) / 2**discordant
+    return {"n": len(first), "both": both, "only_first": only_first, "only_second": only_second,
+            "neither": len(first) - both - discordant, "p_value": min(1.0, 2 * tail) if discordant else 1.0}
+
+
+def update_page(path: str | Path, table: str) -> bool:
+    """Replace the text between :data:`TABLE_START` and :data:`TABLE_END` in ``path`` with ``table``;
+    returns whether the page changed."""
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    block = re.compile(re.escape(TABLE_START) + r".*?" + re.escape(TABLE_END), re.DOTALL)
+    if not block.search(text):
+        raise ValueError(f"{path} has no {TABLE_START} ... {TABLE_END} block to update")
+    updated = block.sub(lambda _: f"{TABLE_START}\n{table}\n{TABLE_END}", text)
+    path.write_text(updated, encoding="utf-8")
+    return updated != text
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Print our stored results beside the paper's, or write them into a page's results block."""
+    parser = argparse.ArgumentParser(prog="python -m cachesteer_lite.results", description=main.__doc__)
+    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+    parser.add_argument("--model", default=None, help="only this model's runs")
+    parser.add_argument("--update", type=Path, metavar="PAGE", help="rewrite the results block of this page")
+    arguments = parser.parse_args(argv)
+    table = comparison_table(collect(arguments.results_dir, arguments.model))
+    if arguments.update is None:
+        print(table)
+    else:
+        changed = update_page(arguments.update, table)
+        print(f"{arguments.update}: {'updated' if changed else 'already up to date'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

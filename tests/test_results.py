@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
+import json
 from itertools import product
+from pathlib import Path
+
+import pytest
 
 from cachesteer_lite.results import (
+    RESULTS_DIR,
+    TABLE_END,
+    TABLE_START,
+    collect,
     compare,
     comparison_table,
     load_paper_results,
+    main,
+    paired_comparison,
     paper_entry,
     paper_model_for,
     paper_models,
+    update_page,
 )
+
+from conftest import REPO
 
 TASKS = ("gsm8k", "arc_challenge", "csqa", "piqa")
 
@@ -63,6 +76,62 @@ def test_compare_and_table() -> None:
     assert rows[2]["paper_accuracy"] == 50.72 and rows[2]["paper_sd"] == 1.03
     assert rows[3]["paper_status"] == "not in the paper"
     table = comparison_table([_result("arc_challenge", "cache_steering", 0.30)])
-    row = ("| arc_challenge | cache_steering | 300 | 30.00 [25.0, 35.0] | 120 | SmolLM2-360M-Instruct | 27.13 | 244 "
-           "| +2.87 |")
+    row = ("| smollm2-135m-instruct | arc_challenge | cache_steering | 300 | 30.00 [25.0, 35.0] | 120 | "
+           "SmolLM2-360M-Instruct | 27.13 | 244 | +2.87 |")
     assert row in table.splitlines()
+
+
+def _store(root: Path, task: str, method: str, accuracy: float) -> None:
+    run = root / "smollm2-135m-instruct" / task / method
+    run.mkdir(parents=True)
+    (run / "results.json").write_text(json.dumps(_result(task, method, accuracy)))
+
+
+def test_collect_finds_runs_in_task_and_method_order(tmp_path: Path) -> None:
+    for task, method in [("piqa", "cot"), ("arc_challenge", "cache_steering"), ("arc_challenge", "baseline"),
+                         ("gsm8k", "cache_steering_cot")]:
+        _store(tmp_path, task, method, 0.25)
+    selection = tmp_path / "smollm2-135m-instruct" / "arc_challenge" / "cache_steering" / "selection" / "n100_k5_c2"
+    selection.mkdir(parents=True)
+    (selection / "results.json").write_text(json.dumps(_result("arc_challenge", "cache_steering", 0.9)))
+    found = collect(tmp_path)
+    assert [(r["task"], r["method"]) for r in found] == [
+        ("gsm8k", "cache_steering_cot"), ("arc_challenge", "baseline"), ("arc_challenge", "cache_steering"),
+        ("piqa", "cot")]  # the held-out selection run is not a result
+    assert collect(tmp_path, model="another-model") == []
+
+
+def _records(correct: list[bool]) -> dict[int, dict]:
+    return {i: {"index": i, "correct": c} for i, c in enumerate(correct)}
+
+
+def test_paired_comparison_counts_and_exact_mcnemar() -> None:
+    first = _records([True, True, False, False, True, False, False, False, False, False])
+    second = _records([True, False, True, True, True, True, True, True, True, False])
+    paired = paired_comparison(first, second)
+    assert (paired["both"], paired["only_first"], paired["only_second"], paired["neither"]) == (2, 1, 6, 1)
+    # exact two-sided: 2 * P(X <= 1) for X ~ Binomial(7, 1/2) = 2 * 8/128
+    assert abs(paired["p_value"] - 0.125) < 1e-12
+    assert paired_comparison(first, first)["p_value"] == 1.0
+    with pytest.raises(ValueError, match="different items"):
+        paired_comparison(first, _records([True]))
+
+
+def test_update_page_rewrites_only_the_results_block(tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text(f"# Title\n\n{TABLE_START}\nold\n{TABLE_END}\n\nAfter.\n")
+    assert update_page(page, "| new |") is True
+    assert page.read_text() == f"# Title\n\n{TABLE_START}\n| new |\n{TABLE_END}\n\nAfter.\n"
+    assert update_page(page, "| new |") is False
+    (tmp_path / "bare.md").write_text("no block\n")
+    with pytest.raises(ValueError, match="no <!-- results-table:start -->"):
+        update_page(tmp_path / "bare.md", "| new |")
+
+
+def test_reproducibility_page_shows_the_stored_results(capsys: pytest.CaptureFixture) -> None:
+    """The book's table is exactly what the stored result files say: rerun
+    `python -m cachesteer_lite.results --update book/reproducibility.md` after adding results."""
+    page = (REPO / "book" / "reproducibility.md").read_text(encoding="utf-8")
+    stored = comparison_table(collect(RESULTS_DIR))
+    assert f"{TABLE_START}\n{stored}\n{TABLE_END}" in page
+    assert main([]) == 0 and capsys.readouterr().out.strip() == stored
