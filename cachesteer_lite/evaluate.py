@@ -177,18 +177,18 @@ class Prepared(NamedTuple):
 @dataclass(frozen=True)
 class Method:
     """An evaluation method: whether prompts carry the CoT prefix, which config fields it reads (beyond
-    :data:`COMMON_SETTINGS`), and ``prepare(model, tokenizer, config, memo) -> Prepared``. ``memo`` is a
+    :data:`COMMON_SETTINGS`), and ``prepare(model, tokenizer, config, memo, progress) -> Prepared``. ``memo`` is a
     dict shared across runs of one session, for reusing expensive state such as steering vectors."""
 
     name: str
     description: str
     cot_prefix: bool
     settings: tuple[str, ...]
-    prepare: Callable[[PreTrainedModel, PreTrainedTokenizerBase, EvalConfig, dict], Prepared]
+    prepare: Callable[[PreTrainedModel, PreTrainedTokenizerBase, EvalConfig, dict, bool], Prepared]
 
 
 def _prepare_plain(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, config: EvalConfig, memo: dict
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, config: EvalConfig, memo: dict, progress: bool
 ) -> Prepared:
     def respond(prompts: Sequence[str], **kwargs) -> list[Completion]:
         return generate(model, tokenizer, prompts, progress=False, **kwargs)
@@ -197,7 +197,7 @@ def _prepare_plain(
 
 
 def _prepare_cache_steering(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, config: EvalConfig, memo: dict
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, config: EvalConfig, memo: dict, progress: bool
 ) -> Prepared:
     cot = METHODS[config.method].cot_prefix
     key = ("cache_steering_vector", model_id(model), config.task, config.n_pairs, config.n_demonstrations,
@@ -207,7 +207,8 @@ def _prepare_cache_steering(
             tokenizer, config.task, n_pairs=config.n_pairs, n_demonstrations=config.n_demonstrations,
             selection=config.selection, seed=config.selection_seed, cot_prefix=cot, traces=config.traces,
         )
-        vector = extract_steering_vector(model, tokenizer, contrastive.pairs, batch_size=config.batch_size)
+        vector = extract_steering_vector(model, tokenizer, contrastive.pairs, batch_size=config.batch_size,
+                                         progress=progress)
         memo[key] = (contrastive, vector)
     contrastive, vector = memo[key]
     offset = offset_for(config.task)
@@ -464,7 +465,7 @@ def evaluate(
     items = load_items(config.task, config.split, config.limit, config.start)
     if not items:
         raise ValueError(f"no {config.task} {config.split} items from {config.start} (limit {config.limit})")
-    prepared = method.prepare(model, tokenizer, config, memo if memo is not None else {})
+    prepared = method.prepare(model, tokenizer, config, memo if memo is not None else {}, progress)
     if prepared.vector is not None:
         prepared.vector.save(run_dir / "steering_vector")
     prompts = [chat_prompt(tokenizer, item.question, method.cot_prefix) for item in items]

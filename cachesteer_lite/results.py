@@ -128,9 +128,9 @@ def comparison_table(results: Sequence[dict[str, Any]], paper_model: str | None 
         paper = _number(row["paper_accuracy"]) if row["paper_accuracy"] is not None else row["paper_status"]
         if row["paper_sd"] is not None:
             paper += f" ± {row['paper_sd']:.2f}"
-        lines.append(f"| {row['model']} | {row['task']} | {row['method']} | {row['n']} | {ours} | {row['mean_words']:.0f} | "
-                     f"{row['paper_model'] or '–'} | {paper} | {_number(row['paper_words'], 0)} | "
-                     f"{_number(row['difference'], signed=True)} |")
+        lines.append(f"| {row['model']} | {row['task']} | {row['method']} | {row['n']} | {ours} | "
+                     f"{row['mean_words']:.0f} | {row['paper_model'] or '–'} | {paper} | "
+                     f"{_number(row['paper_words'], 0)} | {_number(row['difference'], signed=True)} |")
     return "\n".join(lines)
 
 

@@ -203,7 +203,7 @@ def test_paper_settings_are_the_default_capped_by_the_traces(smollm2) -> None:
 def test_a_new_method_plugs_into_the_runner(smollm2, tmp_path: Path, monkeypatch) -> None:
     model, tokenizer = smollm2
 
-    def prepare(model_, tokenizer_, config, memo) -> Prepared:
+    def prepare(model_, tokenizer_, config, memo, progress) -> Prepared:
         return Prepared(lambda prompts, **kwargs: [Completion("So it is 18.", 6)] * len(prompts), "", {"plug": True})
 
     monkeypatch.setitem(METHODS, "always_18", Method("always_18", "answers 18", False, (), prepare))
