@@ -3,6 +3,7 @@
 The public API in one place; each name lives in the module of its concern.
 """
 
+from .caa import ActivationVector, activation_steering, caa_generate, extract_activation_vector
 from .cache import UnsupportedCacheError, add_at_position, new_cache, prefill, read_position
 from .models import DEFAULT_MODEL, EMBEDDED_MODELS, ModelLoadError, load_model
 from .prompts import COT_PREFIX, Demonstration, PromptTooLongError, chat_prompt, contrastive_pair, encode
@@ -15,6 +16,7 @@ __all__ = [
     "COT_PREFIX",
     "DEFAULT_MODEL",
     "EMBEDDED_MODELS",
+    "ActivationVector",
     "Completion",
     "Demonstration",
     "IncompatibleVectorError",
@@ -22,11 +24,14 @@ __all__ = [
     "PromptTooLongError",
     "SteeringVector",
     "UnsupportedCacheError",
+    "activation_steering",
     "add_at_position",
+    "caa_generate",
     "chat_prompt",
     "contrastive_pair",
     "default_layers",
     "encode",
+    "extract_activation_vector",
     "extract_steering_vector",
     "generate",
     "load_model",
