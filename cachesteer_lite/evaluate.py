@@ -43,6 +43,8 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from .caa import MODES as CAA_MODES
+from .caa import ActivationVector, caa_generate, extract_activation_vector
 from .contrastive import DEVIATIONS as CONTRASTIVE_DEVIATIONS
 from .contrastive import build_contrastive_set, default_traces_path, offset_for
 from .data import EVAL_SPLITS, TASKS, Item, check_task, load_items
@@ -71,6 +73,18 @@ PAPER_SETTINGS: dict[tuple[str, str], dict[str, float | int]] = {
     ("piqa", "cache_steering"): {"n_demonstrations": 10, "n_pairs": 200, "c_values": 6.0},
     ("piqa", "cache_steering_cot"): {"n_demonstrations": 10, "n_pairs": 200, "c_values": 10.0},
 }
+# The paper's activation-steering runs (paper-reference section 4.1): 5 demonstrations and 200 pairs for every
+# task, and for SmolLM2-360M these (layer, multiplier); PIQA and GSM8K from its job file, their results absent.
+for _task in TASKS:
+    PAPER_SETTINGS[(_task, "caa")] = {"n_demonstrations": 5, "n_pairs": 200}
+PAPER_OPTIONS: dict[tuple[str, str], dict[str, Any]] = {
+    ("arc_challenge", "caa"): {"layer": 14, "multiplier": 3.0, "mode": "paper"},
+    ("csqa", "caa"): {"layer": 15, "multiplier": 3.0, "mode": "paper"},
+    ("piqa", "caa"): {"layer": 17, "multiplier": 3.0, "mode": "paper"},
+    ("gsm8k", "caa"): {"layer": 16, "multiplier": 3.0, "mode": "paper"},
+}
+# The multipliers of the paper's CAA search (paper-reference section 4.1).
+CAA_GRID_MULTIPLIERS: tuple[float, ...] = (0.5, 1.0, 3.0)
 # Default grids of the held-out selection (the paper's ablation ranges, thinned for a CPU).
 SELECTION_GRID: dict[str, tuple] = {
     "c_values": (1.0, 2.0, 4.0, 6.0, 8.0, 10.0),
@@ -159,6 +173,7 @@ COMMON_SETTINGS: tuple[str, ...] = ("task", "method", "model", "split", "start",
 SAMPLING_SETTINGS: tuple[str, ...] = ("seeds", "temperature", "top_p", "top_k")
 STEERING_SETTINGS: tuple[str, ...] = ("c_values", "c_keys", "n_pairs", "n_demonstrations", "selection",
                                       "selection_seed", "traces", "layers")
+CAA_SETTINGS: tuple[str, ...] = ("n_pairs", "n_demonstrations", "selection", "selection_seed", "traces")
 
 Responder = Callable[..., list[Completion]]
 
@@ -171,20 +186,22 @@ class Prepared(NamedTuple):
     respond: Responder
     offset: str
     details: dict
-    vector: SteeringVector | None = None
+    vector: SteeringVector | ActivationVector | None = None
 
 
 @dataclass(frozen=True)
 class Method:
     """An evaluation method: whether prompts carry the CoT prefix, which config fields it reads (beyond
     :data:`COMMON_SETTINGS`), and ``prepare(model, tokenizer, config, memo, progress) -> Prepared``. ``memo`` is a
-    dict shared across runs of one session, for reusing expensive state such as steering vectors."""
+    dict shared across runs of one session, for reusing expensive state such as steering vectors. ``options``
+    names the keys of ``EvalConfig.options`` the method reads (defaults: :data:`PAPER_OPTIONS`)."""
 
     name: str
     description: str
     cot_prefix: bool
     settings: tuple[str, ...]
     prepare: Callable[[PreTrainedModel, PreTrainedTokenizerBase, EvalConfig, dict, bool], Prepared]
+    options: tuple[str, ...] = ()
 
 
 def _prepare_plain(
@@ -196,21 +213,27 @@ def _prepare_plain(
     return Prepared(respond, "", {})
 
 
-def _prepare_cache_steering(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, config: EvalConfig, memo: dict, progress: bool
-) -> Prepared:
+def _vector(kind: str, extract: Callable, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
+            config: EvalConfig, memo: dict, progress: bool) -> tuple[Any, Any]:
+    """(contrastive set, vector) of ``config``'s pairs, built once per session and ``kind`` of vector."""
     cot = METHODS[config.method].cot_prefix
-    key = ("cache_steering_vector", model_id(model), config.task, config.n_pairs, config.n_demonstrations,
-           config.selection, config.selection_seed, cot, config.traces)
+    key = (kind, model_id(model), config.task, config.n_pairs, config.n_demonstrations, config.selection,
+           config.selection_seed, cot, config.traces)
     if key not in memo:
         contrastive = build_contrastive_set(
             tokenizer, config.task, n_pairs=config.n_pairs, n_demonstrations=config.n_demonstrations,
             selection=config.selection, seed=config.selection_seed, cot_prefix=cot, traces=config.traces,
         )
-        vector = extract_steering_vector(model, tokenizer, contrastive.pairs, batch_size=config.batch_size,
-                                         progress=progress)
-        memo[key] = (contrastive, vector)
-    contrastive, vector = memo[key]
+        memo[key] = (contrastive, extract(model, tokenizer, contrastive.pairs, batch_size=config.batch_size,
+                                          progress=progress))
+    return memo[key]
+
+
+def _prepare_cache_steering(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, config: EvalConfig, memo: dict, progress: bool
+) -> Prepared:
+    contrastive, vector = _vector("cache_steering_vector", extract_steering_vector, model, tokenizer, config, memo,
+                                  progress)
     offset = offset_for(config.task)
 
     def respond(prompts: Sequence[str], **kwargs) -> list[Completion]:
@@ -220,6 +243,22 @@ def _prepare_cache_steering(
     details = {"contrastive": contrastive.settings, "offset": offset, "vector_tokens": vector.metadata.token_texts,
                "layers": list(config.layers) if config.layers is not None else "all but layer 0"}
     return Prepared(respond, offset, details, vector)
+
+
+def _prepare_caa(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, config: EvalConfig, memo: dict, progress: bool
+) -> Prepared:
+    contrastive, vector = _vector("activation_vector", extract_activation_vector, model, tokenizer, config, memo,
+                                  progress)
+    layer, multiplier, mode = (config.options[name] for name in ("layer", "multiplier", "mode"))
+
+    def respond(prompts: Sequence[str], **kwargs) -> list[Completion]:
+        return caa_generate(model, tokenizer, prompts, vector, layer=layer, multiplier=multiplier, mode=mode,
+                            progress=False, **kwargs)
+
+    details = {"contrastive": contrastive.settings, "vector_tokens": vector.metadata.token_texts, "layer": layer,
+               "multiplier": multiplier, "mode": mode}
+    return Prepared(respond, "", details, vector)
 
 
 METHODS: dict[str, Method] = {}
@@ -237,6 +276,8 @@ for _method in (
            _prepare_cache_steering),
     Method("cache_steering_cot", "cache steering of the CoT prompt, vector from prefixed pairs", True,
            STEERING_SETTINGS, _prepare_cache_steering),
+    Method("caa", "activation steering (CAA) at one layer, from the same contrastive pairs", False,
+           CAA_SETTINGS, _prepare_caa, ("layer", "multiplier", "mode")),
 ):
     register_method(_method)
 
@@ -275,10 +316,12 @@ def resolve_config(config: EvalConfig, model: PreTrainedModel) -> EvalConfig:
     method = get_method(config.method)
     config = replace(config, model=config.model or model_id(model), split=config.split or EVAL_SPLITS[config.task])
     check_task(config.task, config.split)
-    if "c_values" not in method.settings:
+    config = _resolve_options(config, method)
+    if "n_pairs" not in method.settings:
         return config
     paper = PAPER_SETTINGS.get((config.task, config.method), {})
-    unset = [name for name in ("c_values", "n_pairs", "n_demonstrations") if getattr(config, name) is None]
+    unset = [name for name in ("c_values", "n_pairs", "n_demonstrations")
+             if name in method.settings and getattr(config, name) is None]
     filled = {name: paper[name] for name in unset if name in paper}
     missing = [name for name in unset if name not in filled]
     if missing:
@@ -290,6 +333,23 @@ def resolve_config(config: EvalConfig, model: PreTrainedModel) -> EvalConfig:
                           f"{covered} items: using {covered} pairs", stacklevel=2)
             filled["n_pairs"] = covered
     return replace(config, **filled)
+
+
+def _resolve_options(config: EvalConfig, method: Method) -> EvalConfig:
+    """Check ``config.options`` against the method's option names and fill the unset ones with the paper's."""
+    unknown = sorted(set(config.options) - set(method.options))
+    if unknown:
+        valid = ", ".join(method.options) or "none"
+        raise ValueError(f"method {method.name!r} has no option {', '.join(map(repr, unknown))}; its options: {valid}")
+    if not method.options:
+        return config
+    options = {**PAPER_OPTIONS.get((config.task, method.name), {}), **config.options}
+    missing = [name for name in method.options if name not in options]
+    if missing:
+        raise ValueError(f"method {method.name!r} on {config.task!r} needs the option(s) {', '.join(missing)}")
+    if "mode" in options and options["mode"] not in CAA_MODES:
+        raise ValueError(f"unknown mode {options['mode']!r}; choose one of {', '.join(CAA_MODES)}")
+    return replace(config, options=options)
 
 
 def relevant_settings(config: EvalConfig) -> dict[str, Any]:
@@ -555,32 +615,42 @@ def select_settings(
     c_values: Sequence[float] = SELECTION_GRID["c_values"],
     n_pairs: Sequence[int] = SELECTION_GRID["n_pairs"],
     n_demonstrations: Sequence[int] = SELECTION_GRID["n_demonstrations"],
+    options: dict[str, Sequence] | None = None,
     memo: dict | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Choose ``c_values``, ``n_pairs`` and ``n_demonstrations`` for a steering method on ``limit``
-    held-out items (:func:`held_out_items`), never the evaluation set.
+    """Choose the steering settings of a method on ``limit`` held-out items (:func:`held_out_items`), never
+    the evaluation set: ``n_pairs``, ``n_demonstrations``, and ``c_values`` for cache steering or a grid of
+    the method's ``options`` (CAA: ``{"layer": [...], "multiplier": [...]}``).
 
-    Every grid point is a resumable run under ``run_dir/n{N}_k{K}_c{C}``; combinations with at least as
-    many demonstrations as pairs are skipped. The grid's results and the best point (highest accuracy;
-    the first in grid order on ties) are written to ``run_dir/selection.json`` and returned.
+    Every grid point is a resumable run under ``run_dir/n{N}_k{K}_c{C}`` (options appended as ``_{name}{value}``);
+    combinations with at least as many demonstrations as pairs are skipped. The grid's results and the best
+    point (highest accuracy; the first in grid order on ties) are written to ``run_dir/selection.json`` and
+    returned; :func:`apply_point` turns the best point into a config.
     """
     method = get_method(base.method)
-    if "c_values" not in method.settings:
+    options = dict(options or {})
+    unknown = sorted(set(options) - set(method.options))
+    if unknown:
+        raise ValueError(f"method {base.method!r} has no option {', '.join(unknown)} to select")
+    steered = "c_values" in method.settings
+    if not steered and not options:
         raise ValueError(f"method {base.method!r} has no steering settings to select")
     split, start = held_out_items(base.task, max(n_pairs))
     memo = memo if memo is not None else {}
     run_dir = Path(run_dir)
     grid, skipped = [], []
-    for pairs, demos, c in product(n_pairs, n_demonstrations, c_values):
+    for pairs, demos, c, *values in product(n_pairs, n_demonstrations, c_values if steered else (None,),
+                                            *options.values()):
+        point = {"n_pairs": pairs, "n_demonstrations": demos, **({"c_values": c} if steered else {}),
+                 **dict(zip(options, values, strict=True))}
         if demos >= pairs:
-            skipped.append({"n_pairs": pairs, "n_demonstrations": demos, "c_values": c})
+            skipped.append(point)
             continue
-        config = replace(base, split=split, start=start, limit=limit, n_pairs=pairs, n_demonstrations=demos,
-                         c_values=c)
-        result = evaluate(model, tokenizer, config, run_dir / f"n{pairs}_k{demos}_c{c:g}", memo=memo, progress=progress)
-        grid.append({"n_pairs": pairs, "n_demonstrations": demos, "c_values": c, "accuracy": result["accuracy"],
-                     "ci95": result["ci95"], "mean_tokens": result["mean_tokens"], "mean_words": result["mean_words"]})
+        config = replace(apply_point(base, point), split=split, start=start, limit=limit)
+        result = evaluate(model, tokenizer, config, run_dir / _point_name(point), memo=memo, progress=progress)
+        grid.append({**point, "accuracy": result["accuracy"], "ci95": result["ci95"],
+                     "mean_tokens": result["mean_tokens"], "mean_words": result["mean_words"]})
     if not grid:
         raise ValueError("the grid has no valid point: every n_demonstrations is >= every n_pairs")
     best = max(grid, key=lambda row: row["accuracy"])  # max keeps the first of equal rows
@@ -591,11 +661,29 @@ def select_settings(
         "evaluation_split": EVAL_SPLITS[base.task],
         "grid": grid,
         "skipped": skipped,
-        "best": {k: best[k] for k in ("n_pairs", "n_demonstrations", "c_values")},
+        "best": {k: v for k, v in best.items() if k not in ("accuracy", "ci95", "mean_tokens", "mean_words")},
         "best_accuracy": best["accuracy"],
     }
     _write_atomic(run_dir / "selection.json", json.dumps(selection, indent=2) + "\n")
     return selection
+
+
+def apply_point(config: EvalConfig, point: dict[str, Any]) -> EvalConfig:
+    """``config`` with a grid point's settings: config fields set directly, the rest as options."""
+    fields = {name: value for name, value in point.items() if name in STEERING_SETTINGS}
+    extra = {name: value for name, value in point.items() if name not in STEERING_SETTINGS}
+    return replace(config, **fields, options={**config.options, **extra})
+
+
+def _point_name(point: dict[str, Any]) -> str:
+    """``n100_k5_c2`` for cache steering; options follow as ``_layer14_multiplier3``."""
+    name = f"n{point['n_pairs']}_k{point['n_demonstrations']}"
+    if "c_values" in point:
+        name += f"_c{point['c_values']:g}"
+    for key, value in point.items():
+        if key not in ("n_pairs", "n_demonstrations", "c_values"):
+            name += f"_{key}{value:g}" if isinstance(value, (int, float)) else f"_{key}{value}"
+    return name
 
 
 def run_directory(output_dir: str | Path, model: str, task: str, method: str) -> Path:
@@ -631,6 +719,10 @@ def _parser() -> argparse.ArgumentParser:
     steering.add_argument("--selection-seed", type=int, default=0)
     steering.add_argument("--traces", help="trace file for the demonstrations (default data/traces/{task}.jsonl)")
     steering.add_argument("--layers", type=int, nargs="+", help="layers to steer (default: all but layer 0)")
+    caa = parser.add_argument_group("activation steering, method caa (defaults: the paper's SmolLM2 settings)")
+    caa.add_argument("--layer", type=int, help="the one layer CAA steers")
+    caa.add_argument("--multiplier", type=float)
+    caa.add_argument("--caa-mode", choices=CAA_MODES, help="paper (no KV cache, as the paper), cached or one_shot")
     select = parser.add_argument_group("held-out selection of the steering settings")
     select.add_argument("--select", action="store_true", help="choose c_values, pairs and demonstrations on "
                         "held-out items first, then evaluate with the best")
@@ -639,8 +731,17 @@ def _parser() -> argparse.ArgumentParser:
     select.add_argument("--grid-n-pairs", type=int, nargs="+", default=list(SELECTION_GRID["n_pairs"]))
     select.add_argument("--grid-n-demonstrations", type=int, nargs="+",
                         default=list(SELECTION_GRID["n_demonstrations"]))
+    select.add_argument("--grid-layers", type=int, nargs="+", help="CAA layers (default: the paper's layer)")
+    select.add_argument("--grid-multipliers", type=float, nargs="+", default=list(CAA_GRID_MULTIPLIERS),
+                        help="CAA multipliers (default: the paper's search grid)")
     parser.add_argument("--paper-model", default=None, help="paper model to compare with (default: the closest)")
     return parser
+
+
+def _cli_options(args: argparse.Namespace, method: Method) -> dict[str, Any]:
+    """The command line's option values that ``method`` reads (CAA's layer, multiplier and mode)."""
+    given = {"layer": args.layer, "multiplier": args.multiplier, "mode": args.caa_mode}
+    return {name: value for name, value in given.items() if value is not None and name in method.options}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -665,15 +766,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             seeds=tuple(args.seeds), temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
             c_values=args.c_values, c_keys=args.c_keys, n_pairs=args.n_pairs, n_demonstrations=args.n_demonstrations,
             selection=args.selection, selection_seed=args.selection_seed, traces=args.traces,
-            layers=tuple(args.layers) if args.layers else None,
+            layers=tuple(args.layers) if args.layers else None, options=_cli_options(args, get_method(name)),
         )
         run_dir = run_directory(args.output_dir, args.model, task, name)
-        if args.select and "c_values" in get_method(name).settings:
+        method = get_method(name)
+        if args.select and ("c_values" in method.settings or method.options):
+            paper_layer = PAPER_OPTIONS.get((task, name), {}).get("layer")
+            grids = {"layer": args.grid_layers or ([paper_layer] if paper_layer is not None else None),
+                     "multiplier": args.grid_multipliers}
             chosen = select_settings(model, tokenizer, config, run_dir / "selection", limit=args.select_limit,
                                      c_values=args.grid_c_values, n_pairs=args.grid_n_pairs,
-                                     n_demonstrations=args.grid_n_demonstrations, memo=memo)
+                                     n_demonstrations=args.grid_n_demonstrations, memo=memo,
+                                     options={k: v for k, v in grids.items() if k in method.options and v})
             print(f"{task} {name}: selected {chosen['best']} (held-out accuracy {chosen['best_accuracy']:.3f})")
-            config = replace(config, **chosen["best"])
+            config = apply_point(config, chosen["best"])
         result = evaluate(model, tokenizer, config, run_dir, memo=memo)
         spread = (f"sd {result['accuracy_sd']}" if result["ci95"] is None
                   else f"95% CI [{result['ci95'][0]:.4f}, {result['ci95'][1]:.4f}]")

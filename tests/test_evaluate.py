@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from cachesteer_lite import Completion, SteeringVector, chat_prompt
+from cachesteer_lite import ActivationVector, Completion, SteeringVector, chat_prompt
 from cachesteer_lite import evaluate as runner
 from cachesteer_lite.data import EVAL_SPLITS, load_items
 from cachesteer_lite.evaluate import (
@@ -19,6 +19,7 @@ from cachesteer_lite.evaluate import (
     Method,
     Prepared,
     all_deviations,
+    apply_point,
     evaluate,
     held_out_items,
     read_records,
@@ -223,3 +224,60 @@ def test_all_deviations_cover_every_area() -> None:
     rows = all_deviations()
     assert {row["area"] for row in rows} == {"contrastive pairs", "scoring", "protocol"}
     assert all(row["what"] and row["paper"] and row["ours"] for row in rows)
+
+
+# --- activation steering (CAA) through the same runner ------------------------------------------------------
+
+CAA = {"n_pairs": 4, "n_demonstrations": 1}
+
+
+def test_caa_at_multiplier_zero_answers_like_the_baseline(smollm2, tmp_path: Path) -> None:
+    """CAA plugs into the runner; with multiplier 0 its records equal the baseline's item for item (the hook adds
+    nothing, and scoring is never steered), so any difference at other multipliers comes from the steering."""
+    model, tokenizer = smollm2
+    caa = EvalConfig("arc_challenge", "caa", limit=3, batch_size=2, max_new_tokens=6, **CAA,
+                     options={"layer": 10, "multiplier": 0.0, "mode": "cached"})
+    result = evaluate(model, tokenizer, caa, tmp_path / "caa", progress=False)
+    evaluate(model, tokenizer, EvalConfig("arc_challenge", "baseline", limit=3, batch_size=2, max_new_tokens=6),
+             tmp_path / "baseline", progress=False)
+    fields = ("index", "prediction", "response", "n_tokens")
+    records = [[{k: r[k] for k in fields} for r in _lines(tmp_path / run / "items.jsonl")]
+               for run in ("caa", "baseline")]
+    assert sorted(records[0], key=lambda r: r["index"]) == sorted(records[1], key=lambda r: r["index"])
+    assert result["method_details"]["layer"] == 10 and result["method_details"]["mode"] == "cached"
+    assert result["config"]["options"] == {"layer": 10, "multiplier": 0.0, "mode": "cached"}
+    stored = ActivationVector.load(tmp_path / "caa" / "steering_vector")
+    assert stored.metadata.n_pairs == 4 and tuple(stored.directions.shape) == (30, 576)
+
+
+def test_caa_options_default_to_the_paper_and_bad_ones_are_refused(smollm2) -> None:
+    model, _ = smollm2
+    with pytest.warns(UserWarning, match="the paper used 200 pairs"):
+        config = resolve_config(EvalConfig("arc_challenge", "caa"), model)
+    assert config.options == {"layer": 14, "multiplier": 3.0, "mode": "paper"}
+    assert (config.n_pairs, config.n_demonstrations, config.c_values) == (100, 5, None)
+    chosen = resolve_config(EvalConfig("csqa", "caa", **CAA, options={"multiplier": 1.0}), model)
+    assert chosen.options == {"layer": 15, "multiplier": 1.0, "mode": "paper"}
+    with pytest.raises(ValueError, match="has no option 'strength'; its options: layer, multiplier, mode"):
+        resolve_config(EvalConfig("csqa", "caa", **CAA, options={"strength": 1.0}), model)
+    with pytest.raises(ValueError, match="unknown mode 'always'"):
+        resolve_config(EvalConfig("csqa", "caa", **CAA, options={"mode": "always"}), model)
+    with pytest.raises(ValueError, match="method 'baseline' has no option 'layer'; its options: none"):
+        resolve_config(EvalConfig("csqa", "baseline", options={"layer": 3}), model)
+
+
+def test_select_caa_layer_and_multiplier_on_held_out_items(smollm2, tmp_path: Path) -> None:
+    model, tokenizer = smollm2
+    base = EvalConfig("arc_challenge", "caa", batch_size=2, max_new_tokens=4, options={"mode": "cached"})
+    selection = select_settings(model, tokenizer, base, tmp_path, limit=2, n_pairs=(4,), n_demonstrations=(1,),
+                                options={"layer": [5, 10], "multiplier": [0.0, 8.0]}, progress=False)
+    assert [(row["layer"], row["multiplier"]) for row in selection["grid"]] == [(5, 0.0), (5, 8.0), (10, 0.0),
+                                                                               (10, 8.0)]
+    assert all("c_values" not in row for row in selection["grid"])
+    assert (tmp_path / "n4_k1_layer10_multiplier8" / "items.jsonl").is_file()
+    assert selection["held_out"]["split"] == "validation"
+    best = apply_point(base, selection["best"])
+    assert best.options == {"mode": "cached", "layer": selection["best"]["layer"],
+                            "multiplier": selection["best"]["multiplier"]}
+    with pytest.raises(ValueError, match="has no option c_keys to select"):
+        select_settings(model, tokenizer, base, tmp_path, limit=2, options={"c_keys": [1.0]}, progress=False)
