@@ -11,10 +11,11 @@ directory:
   configuration, library versions, hardware and wall time.
 
 Methods live in a registry (:data:`METHODS`, :func:`register_method`): baseline, cot (the CoT prompt),
-cache_steering and cache_steering_cot (the paper's prefix variant); further methods (CAA) plug in with
-their own ``prepare``. :func:`select_settings` picks ``c_values``, the number of pairs and of demonstrations
-on held-out items (ARC: validation; GSM8K, CSQA, PIQA: train items after the contrastive pool), never on
-the evaluation set. Command line::
+cache_steering and cache_steering_cot (the paper's prefix variant), and caa (activation steering at one
+layer, :mod:`caa`); further methods plug in with their own ``prepare``. :func:`select_settings` picks
+``c_values`` (or a method's options, such as CAA's layer and multiplier), the number of pairs and of
+demonstrations on held-out items (ARC: validation; GSM8K, CSQA, PIQA: train items after the contrastive
+pool), never on the evaluation set. Command line::
 
     python -m cachesteer_lite.evaluate --task arc_challenge --method cache_steering --limit 300
     python -m cachesteer_lite.evaluate --task arc_challenge csqa piqa --method baseline cot cache_steering \
