@@ -1,0 +1,44 @@
+"""How much a generated text repeats itself: the degeneration measure of the stability comparisons.
+
+Strong steering pushes a small model into loops ("= 0.025 kg x m/s = 0.025 kg x m/s = ..."), and a method that
+looks stable in accuracy can still be producing such text. The measure is deliberately simple so that a reader can
+check it by eye: the share of the text's word 4-grams that already occurred earlier in it. A text is counted as
+degenerate when at least half of them are repeats; legitimate answers that restate the chosen option once stay
+well below that (on the embedded model's ARC baseline answers the median is 0.02).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+NGRAM = 4
+DEGENERATE_AT = 0.5
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+def repetition_rate(text: str, n: int = NGRAM) -> float:
+    """Share of the word n-grams of ``text`` that repeat an earlier one (0: none, close to 1: one loop).
+
+    Words are lower-cased runs of letters and digits, so "l.l.l.l" is a run of repeated words too. A text with
+    fewer than ``2 * n`` words has no room for a loop and scores 0.
+    """
+    if n < 1:
+        raise ValueError(f"n must be at least 1, got {n}")
+    words = _WORD.findall(text.lower())
+    if len(words) < 2 * n:
+        return 0.0
+    grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
+    return 1 - len(set(grams)) / len(grams)
+
+
+def is_degenerate(text: str, threshold: float = DEGENERATE_AT) -> bool:
+    """Whether at least ``threshold`` of the text's word 4-grams are repeats."""
+    return repetition_rate(text) >= threshold
+
+
+def degenerate_share(texts: Sequence[str], threshold: float = DEGENERATE_AT) -> float:
+    """The share of ``texts`` that are degenerate."""
+    if not texts:
+        raise ValueError("no texts given")
+    return sum(is_degenerate(text, threshold) for text in texts) / len(texts)
