@@ -196,16 +196,18 @@ def build_contrastive_set(
     seed: int = 0,
     cot_prefix: bool = False,
     traces: str | Path | None = None,
+    style: str = "default",
 ) -> ContrastiveSet:
     """The paper's contrastive pairs for the first ``n_pairs`` train items of ``task``.
 
     ``selection`` is "nearest" (all-MiniLM-L6-v2 neighbours, the paper's ``distance``) or "random"
     (seeded). With ``cot_prefix`` both prompts end in "Let's think step by step." (the paper's prefix
-    variant, used with the CoT prompt at evaluation).
+    variant, used with the CoT prompt at evaluation). ``style`` picks the traces of one reasoning style
+    from ``traces`` (the style-transfer experiments: ``data/traces/arc_challenge_styles.jsonl``).
     """
     if selection not in SELECTIONS:
         raise ValueError(f"unknown selection {selection!r}; valid selections: {', '.join(SELECTIONS)}")
-    pool = demonstration_pool(task, n_pairs, traces)
+    pool = demonstration_pool(task, n_pairs, traces, style)
     if selection == "nearest":
         neighbours = nearest_neighbours(embed([demo.question for demo in pool]), n_demonstrations)
     else:
@@ -221,6 +223,7 @@ def build_contrastive_set(
         "selection": selection,
         "seed": seed if selection == "random" else None,
         "cot_prefix": cot_prefix,
+        "style": style,
         "reasoning_source": "gsm8k train solutions" if task == "gsm8k" and traces is None
         else _display_path(Path(traces) if traces is not None else default_traces_path(task)),
     }

@@ -164,6 +164,7 @@ class EvalConfig:
     selection: str = "nearest"
     selection_seed: int = 0
     traces: str | None = None
+    style: str | None = None  # a reasoning style of the traces file (None: the default traces)
     layers: tuple[int, ...] | None = None
     options: dict[str, Any] = field(default_factory=dict)  # settings of plug-in methods (e.g. CAA's layer)
 
@@ -173,8 +174,8 @@ COMMON_SETTINGS: tuple[str, ...] = ("task", "method", "model", "split", "start",
                                     "batch_size", "force_choice", "do_sample")
 SAMPLING_SETTINGS: tuple[str, ...] = ("seeds", "temperature", "top_p", "top_k")
 STEERING_SETTINGS: tuple[str, ...] = ("c_values", "c_keys", "n_pairs", "n_demonstrations", "selection",
-                                      "selection_seed", "traces", "layers")
-CAA_SETTINGS: tuple[str, ...] = ("n_pairs", "n_demonstrations", "selection", "selection_seed", "traces")
+                                      "selection_seed", "traces", "style", "layers")
+CAA_SETTINGS: tuple[str, ...] = ("n_pairs", "n_demonstrations", "selection", "selection_seed", "traces", "style")
 
 Responder = Callable[..., list[Completion]]
 
@@ -219,11 +220,12 @@ def _vector(kind: str, extract: Callable, model: PreTrainedModel, tokenizer: Pre
     """(contrastive set, vector) of ``config``'s pairs, built once per session and ``kind`` of vector."""
     cot = METHODS[config.method].cot_prefix
     key = (kind, model_id(model), config.task, config.n_pairs, config.n_demonstrations, config.selection,
-           config.selection_seed, cot, config.traces)
+           config.selection_seed, cot, config.traces, config.style)
     if key not in memo:
         contrastive = build_contrastive_set(
             tokenizer, config.task, n_pairs=config.n_pairs, n_demonstrations=config.n_demonstrations,
             selection=config.selection, seed=config.selection_seed, cot_prefix=cot, traces=config.traces,
+            style=config.style or "default",
         )
         memo[key] = (contrastive, extract(model, tokenizer, contrastive.pairs, batch_size=config.batch_size,
                                           progress=progress))
@@ -297,13 +299,13 @@ def all_deviations() -> list[dict[str, str]]:
             for area, rows in groups for what, paper, ours in rows]
 
 
-def trace_coverage(task: str, traces: str | Path | None = None) -> int | None:
-    """How many leading train items (0, 1, 2, ...) have a default-style trace; None when the task needs
-    no trace file (GSM8K with its human solutions)."""
+def trace_coverage(task: str, traces: str | Path | None = None, style: str = "default") -> int | None:
+    """How many leading train items (0, 1, 2, ...) have a ``style`` trace; None when the task needs no trace
+    file (GSM8K with its human solutions)."""
     if task == "gsm8k" and traces is None:
         return None
     indices = {t.index for t in read_traces(traces or default_traces_path(task))
-               if (t.task, t.split, t.style) == (task, "train", "default")}
+               if (t.task, t.split, t.style) == (task, "train", style)}
     count = 0
     while count in indices:
         count += 1
@@ -328,7 +330,7 @@ def resolve_config(config: EvalConfig, model: PreTrainedModel) -> EvalConfig:
     if missing:
         raise ValueError(f"method {config.method!r} on {config.task!r} needs {', '.join(missing)}")
     if "n_pairs" in filled:
-        covered = trace_coverage(config.task, config.traces)
+        covered = trace_coverage(config.task, config.traces, config.style or "default")
         if covered is not None and covered < filled["n_pairs"]:
             warnings.warn(f"the paper used {filled['n_pairs']} pairs for {config.task}, but the trace file covers "
                           f"{covered} items: using {covered} pairs", stacklevel=2)
@@ -719,6 +721,7 @@ def _parser() -> argparse.ArgumentParser:
     steering.add_argument("--selection", choices=("nearest", "random"), default="nearest")
     steering.add_argument("--selection-seed", type=int, default=0)
     steering.add_argument("--traces", help="trace file for the demonstrations (default data/traces/{task}.jsonl)")
+    steering.add_argument("--style", help="reasoning style of the traces to use (default: the default traces)")
     steering.add_argument("--layers", type=int, nargs="+", help="layers to steer (default: all but layer 0)")
     caa = parser.add_argument_group("activation steering, method caa (defaults: the paper's SmolLM2 settings)")
     caa.add_argument("--layer", type=int, help="the one layer CAA steers")
@@ -766,7 +769,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             batch_size=args.batch_size, force_choice=not args.no_force_choice, do_sample=args.sampling,
             seeds=tuple(args.seeds), temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
             c_values=args.c_values, c_keys=args.c_keys, n_pairs=args.n_pairs, n_demonstrations=args.n_demonstrations,
-            selection=args.selection, selection_seed=args.selection_seed, traces=args.traces,
+            selection=args.selection, selection_seed=args.selection_seed, traces=args.traces, style=args.style,
             layers=tuple(args.layers) if args.layers else None, options=_cli_options(args, get_method(name)),
         )
         run_dir = run_directory(args.output_dir, args.model, task, name)

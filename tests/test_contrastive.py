@@ -122,3 +122,20 @@ def test_random_set_with_cot_prefix(smollm2) -> None:
 
 def test_deviations_are_printable() -> None:
     assert all(len(row) == 3 and all(row) for row in DEVIATIONS)
+
+
+def test_style_set_uses_the_traces_of_that_style(smollm2) -> None:
+    """The style-transfer vectors: positive demonstrations written in one style, negatives answer-only."""
+    _, tokenizer = smollm2
+    styles = default_traces_path("arc_challenge").with_name("arc_challenge_styles.jsonl")
+    built = build_contrastive_set(tokenizer, "arc_challenge", n_pairs=20, n_demonstrations=3, traces=styles,
+                                  style="stepwise")
+    assert built.settings["style"] == "stepwise" and len(built.pairs) == 20
+    assert all(positive.count("Step 1") == 3 and "Step 1" not in negative for positive, negative in built.pairs)
+    analogical = build_contrastive_set(tokenizer, "arc_challenge", n_pairs=20, n_demonstrations=3, traces=styles,
+                                       style="analogical")
+    assert analogical.pairs != built.pairs  # the same questions and neighbours: only the positives differ
+    assert [n for _, n in analogical.pairs] == [n for _, n in built.pairs]
+    with pytest.raises(ValueError, match="has 'stepwise' traces for 20"):
+        build_contrastive_set(tokenizer, "arc_challenge", n_pairs=21, n_demonstrations=3, traces=styles,
+                              style="stepwise")
