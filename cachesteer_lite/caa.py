@@ -35,7 +35,7 @@ from transformers.cache_utils import Cache
 
 from .cache import left_padded_positions
 from .prompts import check_fits, encode, longest_first
-from .steering import Completion, _completions, _eos_ids
+from .steering import Completion, decode_completions, eos_token_ids
 from .vectors import IncompatibleVectorError, VectorMetadata, _stem, model_id
 
 Mode = Literal["paper", "cached", "one_shot"]
@@ -318,7 +318,7 @@ def caa_generate(
     generate_kwargs.setdefault("pad_token_id", tokenizer.pad_token_id)
     generate_kwargs["use_cache"] = mode != "paper"
     order = longest_first(tokenizer, prompts)
-    eos_ids = _eos_ids(model, tokenizer)
+    eos_ids = eos_token_ids(model, tokenizer)
     results: dict[int, Completion] = {}
     with activation_steering(model, vector, layer, multiplier, mode):
         for start in tqdm(range(0, len(order), batch_size), desc="generating", unit="batch", disable=not progress):
@@ -328,6 +328,6 @@ def caa_generate(
             sequences = model.generate(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
                                        **generate_kwargs)
             new_tokens = sequences[:, batch.input_ids.shape[1] :]
-            for i, completion in zip(indices, _completions(tokenizer, new_tokens, eos_ids), strict=True):
+            for i, completion in zip(indices, decode_completions(tokenizer, new_tokens, eos_ids), strict=True):
                 results[i] = completion
     return [results[i] for i in range(len(prompts))]

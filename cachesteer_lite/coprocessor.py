@@ -77,7 +77,7 @@ from .contrastive import TRACE_DIR
 from .data import TASKS, gsm8k_reasoning, load_items
 from .models import DEFAULT_MODEL, load_model
 from .prompts import check_fits, encode, longest_first
-from .steering import Completion, _completions, _eos_ids
+from .steering import Completion, decode_completions, eos_token_ids
 from .traces import Trace, read_traces
 from .vectors import model_fingerprint, model_id
 
@@ -797,14 +797,14 @@ def augmented_generate(
     generate_kwargs = {"do_sample": False, **generate_kwargs, "max_new_tokens": max_new_tokens}
     generate_kwargs.setdefault("pad_token_id", tokenizer.pad_token_id)
     order = longest_first(tokenizer, prompts)
-    eos_ids = _eos_ids(model, tokenizer)
+    eos_ids = eos_token_ids(model, tokenizer)
     results: dict[int, Completion] = {}
     for start in tqdm(range(0, len(order), batch_size), desc="generating", unit="batch", disable=not progress):
         indices = order[start : start + batch_size]
         batch = encode(tokenizer, [prompts[i] for i in indices], model.device)
         check_fits(model, batch.attention_mask, active_latents(augmenter) + max_new_tokens)
         new_tokens = augmented_sequences(model, augmenter, batch.input_ids, batch.attention_mask, **generate_kwargs)
-        for i, completion in zip(indices, _completions(tokenizer, new_tokens, eos_ids), strict=True):
+        for i, completion in zip(indices, decode_completions(tokenizer, new_tokens, eos_ids), strict=True):
             results[i] = completion
     return [results[i] for i in range(len(prompts))]
 

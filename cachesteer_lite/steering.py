@@ -100,7 +100,7 @@ class Completion:
     n_tokens: int
 
 
-def _completions(
+def decode_completions(
     tokenizer: PreTrainedTokenizerBase, new_tokens: torch.Tensor, eos_ids: set[int]
 ) -> list[Completion]:
     """Decode new tokens, counting each row up to and including its first EOS (the padding after it is not
@@ -112,7 +112,7 @@ def _completions(
     return out
 
 
-def _eos_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> set[int]:
+def eos_token_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> set[int]:
     """Every token id that ends generation: the generation config's (one or a list) and the tokenizer's."""
     eos = model.generation_config.eos_token_id
     ids = set(eos if isinstance(eos, list) else [eos]) if eos is not None else set()
@@ -150,7 +150,7 @@ def generate(
     offset_id = offset_token_id(tokenizer, offset) if vector is not None else None
     extra = 0 if offset_id is None else 1
     order = longest_first(tokenizer, prompts)
-    eos_ids = _eos_ids(model, tokenizer)
+    eos_ids = eos_token_ids(model, tokenizer)
     results: dict[int, Completion] = {}
     batches = range(0, len(order), batch_size)
     for start in tqdm(batches, desc="generating", unit="batch", disable=not progress):
@@ -166,6 +166,7 @@ def generate(
             sequences = steered_generate(
                 model, ids, mask, vector, c_keys=c_keys, c_values=c_values, layers=layers, **generate_kwargs
             )
-        for i, completion in zip(indices, _completions(tokenizer, sequences[:, ids.shape[1] :], eos_ids), strict=True):
+        new_tokens = sequences[:, ids.shape[1] :]
+        for i, completion in zip(indices, decode_completions(tokenizer, new_tokens, eos_ids), strict=True):
             results[i] = completion
     return [results[i] for i in range(len(prompts))]

@@ -17,7 +17,7 @@ from cachesteer_lite import (
     steered_cache,
     steered_generate,
 )
-from cachesteer_lite.steering import offset_token_id
+from cachesteer_lite.steering import decode_completions, eos_token_ids, offset_token_id
 from cachesteer_lite.vectors import VectorMetadata, model_fingerprint
 
 from conftest import tiny_model
@@ -195,3 +195,18 @@ def test_prompt_plus_generation_longer_than_the_context_is_refused(smollm2):
     model = tiny_model(max_position_embeddings=32)
     with pytest.raises(PromptTooLongError, match="context of 32 tokens"):
         generate(model, tokenizer, ["word " * 20], random_vector(model), max_new_tokens=16, progress=False)
+
+
+def test_completions_stop_at_the_first_end_of_sequence_token(smollm2):
+    """Token counts include the first EOS and never the padding after it; the text excludes special tokens."""
+    model, tokenizer = smollm2
+    eos = eos_token_ids(model, tokenizer)
+    assert tokenizer.eos_token_id in eos
+    hello = tokenizer(" Hello there", add_special_tokens=False).input_ids
+    end, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    ended = hello + [end] + [pad] * len(hello)  # finished early: EOS, then padding
+    running = hello + hello + hello[:1]  # reached the length limit without EOS
+    rows = torch.tensor([ended, running])
+    first, second = decode_completions(tokenizer, rows, eos)
+    assert (first.text, first.n_tokens) == (" Hello there", len(hello) + 1)
+    assert second.n_tokens == rows.shape[1] and second.text.startswith(" Hello there Hello")
