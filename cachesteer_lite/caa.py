@@ -18,16 +18,13 @@ here blocks return a bare tensor, and the hooks accept both.
 
 from __future__ import annotations
 
-import json
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -36,7 +33,7 @@ from transformers.cache_utils import Cache
 from .cache import left_padded_positions
 from .prompts import check_fits, encode, longest_first
 from .steering import Completion, decode_completions, eos_token_ids
-from .vectors import IncompatibleVectorError, VectorMetadata, _stem, model_id
+from .vectors import VectorMetadata, check_shapes, model_id, read_vector_files, write_vector_files
 
 Mode = Literal["paper", "cached", "one_shot"]
 MODES: tuple[str, ...] = get_args(Mode)
@@ -109,42 +106,23 @@ class ActivationVector:
         As for key/value vectors, shapes decide and a different model name with the same shapes only warns.
         """
         ours = dict(zip(("n_layers", "hidden_size"), self.directions.shape, strict=True))
-        theirs = {k: activation_fingerprint(model)[k] for k in ours}
-        if ours != theirs:
-            raise IncompatibleVectorError(
-                f"activation vector from {self.metadata.model_id!r} has {ours}, but the model "
-                f"{model_id(model)!r} has {theirs}; extract a new vector for this model"
-            )
-        if self.metadata.model_id != model_id(model):
-            warnings.warn(
-                f"activation vector was extracted from {self.metadata.model_id!r}, applying it to {model_id(model)!r}",
-                stacklevel=2,
-            )
+        check_shapes("activation vector", self.metadata.model_id, ours,
+                     {k: activation_fingerprint(model)[k] for k in ours}, model)
 
     def save(self, path: str | Path) -> tuple[Path, Path]:
         """Write ``<path>.safetensors`` and ``<path>.json``; return both paths."""
-        stem = _stem(path)
-        stem.parent.mkdir(parents=True, exist_ok=True)
-        tensors_path, meta_path = stem.with_suffix(".safetensors"), stem.with_suffix(".json")
-        save_file({"directions": self.directions.contiguous()}, tensors_path)
-        meta_path.write_text(json.dumps(asdict(self.metadata), indent=2, ensure_ascii=False) + "\n")
-        return tensors_path, meta_path
+        return write_vector_files(path, {"directions": self.directions}, self.metadata)
 
     @classmethod
     def load(cls, path: str | Path) -> ActivationVector:
         """Read a vector written by :meth:`save` (``path`` may name either file or their common stem)."""
-        stem = _stem(path)
-        tensors_path, meta_path = stem.with_suffix(".safetensors"), stem.with_suffix(".json")
-        for required in (tensors_path, meta_path):
-            if not required.is_file():
-                raise FileNotFoundError(f"{required} not found: an activation vector is a .safetensors + .json pair")
-        fields = json.loads(meta_path.read_text())
+        tensors, fields = read_vector_files(path, "an activation vector")
         if fields.get("kind") != ACTIVATION_KIND:
             raise ValueError(
-                f"{meta_path} is not an activation vector (kind {fields.get('kind')!r}); "
+                f"{path} is not an activation vector (kind {fields.get('kind')!r}); "
                 "key/value vectors load with SteeringVector.load"
             )
-        return cls(load_file(tensors_path)["directions"], ActivationMetadata(**fields))
+        return cls(tensors["directions"], ActivationMetadata(**fields))
 
 
 @torch.no_grad()

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -71,39 +72,52 @@ class SteeringVector:
         Shapes decide; a different model name with the same shapes only warns (a base and an instruct
         model share shapes, and steering across them is a legitimate experiment).
         """
-        ours = {k: self.metadata.fingerprint[k] for k in ("n_layers", "n_kv_heads", "head_dim")}
-        theirs = {k: model_fingerprint(model)[k] for k in ours}
-        if ours != theirs:
-            raise IncompatibleVectorError(
-                f"steering vector from {self.metadata.model_id!r} has {ours}, but the model "
-                f"{model_id(model)!r} has {theirs}; extract a new vector for this model"
-            )
-        if self.metadata.model_id != model_id(model):
-            warnings.warn(
-                f"steering vector was extracted from {self.metadata.model_id!r}, applying it to {model_id(model)!r}",
-                stacklevel=2,
-            )
+        names = ("n_layers", "n_kv_heads", "head_dim")
+        check_shapes("steering vector", self.metadata.model_id, {k: self.metadata.fingerprint[k] for k in names},
+                     {k: model_fingerprint(model)[k] for k in names}, model)
 
     def save(self, path: str | Path) -> tuple[Path, Path]:
         """Write ``<path>.safetensors`` and ``<path>.json``; return both paths."""
-        stem = _stem(path)
-        stem.parent.mkdir(parents=True, exist_ok=True)
-        tensors_path, meta_path = stem.with_suffix(".safetensors"), stem.with_suffix(".json")
-        save_file({"keys": self.keys.contiguous(), "values": self.values.contiguous()}, tensors_path)
-        meta_path.write_text(json.dumps(asdict(self.metadata), indent=2, ensure_ascii=False) + "\n")
-        return tensors_path, meta_path
+        return write_vector_files(path, {"keys": self.keys, "values": self.values}, self.metadata)
 
     @classmethod
     def load(cls, path: str | Path) -> SteeringVector:
         """Read a vector written by :meth:`save` (``path`` may name either file or their common stem)."""
-        stem = _stem(path)
-        tensors_path, meta_path = stem.with_suffix(".safetensors"), stem.with_suffix(".json")
-        for required in (tensors_path, meta_path):
-            if not required.is_file():
-                raise FileNotFoundError(f"{required} not found: a steering vector is a .safetensors + .json pair")
-        tensors = load_file(tensors_path)
-        metadata = VectorMetadata(**json.loads(meta_path.read_text()))
-        return cls(tensors["keys"], tensors["values"], metadata)
+        tensors, fields = read_vector_files(path, "a steering vector")
+        return cls(tensors["keys"], tensors["values"], VectorMetadata(**fields))
+
+
+def check_shapes(what: str, source: str, ours: dict[str, int], theirs: dict[str, int], model: PreTrainedModel) -> None:
+    """Raise IncompatibleVectorError when a vector's shapes (``ours``) differ from the model's (``theirs``);
+    warn when only the model name (``source``, where the vector came from) differs."""
+    if ours != theirs:
+        raise IncompatibleVectorError(
+            f"{what} from {source!r} has {ours}, but the model {model_id(model)!r} has {theirs}; "
+            "extract a new vector for this model"
+        )
+    if source != model_id(model):
+        warnings.warn(f"{what} was extracted from {source!r}, applying it to {model_id(model)!r}", stacklevel=3)
+
+
+def write_vector_files(path: str | Path, tensors: dict[str, torch.Tensor], metadata: Any) -> tuple[Path, Path]:
+    """Write ``tensors`` to ``<path>.safetensors`` and the dataclass ``metadata`` to ``<path>.json`` (never
+    pickle); return both paths."""
+    stem = _stem(path)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    tensors_path, meta_path = stem.with_suffix(".safetensors"), stem.with_suffix(".json")
+    save_file({name: tensor.contiguous() for name, tensor in tensors.items()}, tensors_path)
+    meta_path.write_text(json.dumps(asdict(metadata), indent=2, ensure_ascii=False) + "\n")
+    return tensors_path, meta_path
+
+
+def read_vector_files(path: str | Path, what: str) -> tuple[dict[str, torch.Tensor], dict]:
+    """The tensors and the metadata fields written by :func:`write_vector_files`; a missing file is named."""
+    stem = _stem(path)
+    tensors_path, meta_path = stem.with_suffix(".safetensors"), stem.with_suffix(".json")
+    for required in (tensors_path, meta_path):
+        if not required.is_file():
+            raise FileNotFoundError(f"{required} not found: {what} is a .safetensors + .json pair")
+    return load_file(tensors_path), json.loads(meta_path.read_text())
 
 
 def _stem(path: str | Path) -> Path:
