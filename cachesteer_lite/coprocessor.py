@@ -59,6 +59,7 @@ import os
 import random
 import shutil
 import sys
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
@@ -77,6 +78,7 @@ from .contrastive import TRACE_DIR
 from .data import TASKS, gsm8k_reasoning, load_items
 from .models import DEFAULT_MODEL, load_model
 from .prompts import check_fits, encode, longest_first
+from .provenance import run_record
 from .steering import Completion, decode_completions, eos_token_ids
 from .traces import Trace, read_traces
 from .vectors import model_fingerprint, model_id
@@ -352,10 +354,13 @@ def lookahead_losses(model: PreTrainedModel, augmenter: Augmenter | None, batch:
 
 @dataclass(frozen=True)
 class AheadPerplexity:
-    """Mean look-ahead loss (nats) at each ahead position 1..N_A over ``n_samples`` sampled positions."""
+    """Mean look-ahead loss (nats) at each ahead position 1..N_A over ``n_samples`` sampled positions, and each
+    sample's loss averaged over its N_A positions (in the order of :func:`evaluation_samples`), so that two
+    augmenters scored on the same samples can be compared pair by pair."""
 
     loss: list[float]
     n_samples: int
+    sample_loss: list[float]
 
     @property
     def perplexity(self) -> list[float]:
@@ -370,7 +375,23 @@ class AheadPerplexity:
     def to_dict(self) -> dict:
         """A JSON-ready summary."""
         return {"loss": self.loss, "perplexity": self.perplexity, "mean_loss": self.mean_loss,
-                "n_samples": self.n_samples}
+                "n_samples": self.n_samples, "sample_loss": self.sample_loss}
+
+
+def paired_difference(ours: AheadPerplexity, reference: AheadPerplexity, n_boot: int = 2000,
+                      seed: int = 0) -> dict[str, float]:
+    """Mean per-sample loss difference (ours - reference, nats; negative: ours predicts better) with a 95%
+    bootstrap interval over samples. Both must come from the same samples (same texts, N_A and seed)."""
+    if ours.n_samples != reference.n_samples:
+        raise ValueError(f"scored on different samples ({ours.n_samples} vs {reference.n_samples})")
+    differences = torch.tensor(ours.sample_loss, dtype=torch.float64) - torch.tensor(reference.sample_loss,
+                                                                                    dtype=torch.float64)
+    generator = torch.Generator().manual_seed(seed)
+    draws = torch.randint(len(differences), (n_boot, len(differences)), generator=generator)
+    means = differences[draws].mean(1)
+    low, high = torch.quantile(means, torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
+    return {"mean": differences.mean().item(), "ci95": [low, high],
+            "share_better": (differences < 0).double().mean().item()}
 
 
 def evaluation_samples(
@@ -409,12 +430,13 @@ def perplexity_by_ahead_position(
     samples = evaluation_samples([len(t) for t in token_lists], n_ahead, min_prefix, positions_per_text, seed)
     if not samples:
         raise ValueError(f"no text has the {min_prefix} + {n_ahead} tokens a sample needs")
-    samples.sort(key=lambda sample: sample[1])
-    total = torch.zeros(n_ahead, dtype=torch.float64)
-    for start in tqdm(range(0, len(samples), batch_size), desc="perplexity", unit="batch", disable=not progress):
-        batch = make_batch(token_lists, samples[start : start + batch_size], n_ahead, model.device)
-        total += lookahead_losses(model, augmenter, batch).sum(0).double().cpu()
-    return AheadPerplexity((total / len(samples)).tolist(), len(samples))
+    order = sorted(range(len(samples)), key=lambda i: samples[i][1])
+    losses = torch.zeros(len(samples), n_ahead, dtype=torch.float64)
+    for start in tqdm(range(0, len(order), batch_size), desc="perplexity", unit="batch", disable=not progress):
+        chosen = order[start : start + batch_size]
+        batch = make_batch(token_lists, [samples[i] for i in chosen], n_ahead, model.device)
+        losses[chosen] = lookahead_losses(model, augmenter, batch).double().cpu()
+    return AheadPerplexity(losses.mean(0).tolist(), len(samples), losses.mean(1).tolist())
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -889,15 +911,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     texts = [d.text for d in split.held_out][:limit]
     options = dict(n_ahead=n_ahead, positions_per_text=args.positions or size.eval_positions,
                    max_tokens=size.config.max_tokens, min_prefix=size.config.min_prefix)
-    rows = [("plain model", 0, perplexity_by_ahead_position(model, tokenizer, texts, None, **options))]
+    started = time.perf_counter()
+    rows = [("plain model", 0, perplexity_by_ahead_position(model, tokenizer, texts, None, **options), None)]
     for path, augmenter, state in loaded:
         result = perplexity_by_ahead_position(model, tokenizer, texts, augmenter, **options)
-        rows.append((f"{augmenter.kind} {path.name} @{state['step']}", augmenter.n_latents, result))
+        rows.append((f"{augmenter.kind} {path.name} @{state['step']}", augmenter.n_latents, result, (path, state)))
     print(f"{len(texts)} held-out texts, {rows[0][2].n_samples} split points, N_A={n_ahead}")
-    print(_perplexity_table(rows))
+    print(_perplexity_table([row[:3] for row in rows]))
     if args.json:
-        args.json.write_text(json.dumps([{"run": name, "n_latents": n, **result.to_dict()} for name, n, result in rows],
-                                        indent=2) + "\n", encoding="utf-8")
+        plain = rows[0][2]
+        record = {
+            "model": model_id(model),
+            "settings": {**options, "held_out_texts": len(texts), "held_out_fraction": args.held_out_fraction,
+                         "split_seed": args.split_seed, "texts_sha256": texts_digest(texts)},
+            "rows": [{"run": name, "n_latents": n, **result.to_dict(),
+                      **({} if run is None else {
+                          "kind": run[1]["config"]["kind"], "path": run[0].as_posix(), "step": run[1]["step"],
+                          "train_config": run[1]["config"], "difference_vs_plain": paired_difference(result, plain)})}
+                     for name, n, result, run in rows],
+            "wall_time_s": round(time.perf_counter() - started, 3),
+            **run_record(model.device),
+        }
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     return 0
 
 

@@ -11,8 +11,9 @@ directory:
   configuration, library versions, hardware and wall time.
 
 Methods live in a registry (:data:`METHODS`, :func:`register_method`): baseline, cot (the CoT prompt),
-cache_steering and cache_steering_cot (the paper's prefix variant), and caa (activation steering at one
-layer, :mod:`caa`); further methods plug in with their own ``prepare``. :func:`select_settings` picks
+cache_steering and cache_steering_cot (the paper's prefix variant), caa (activation steering at one
+layer, :mod:`caa`) and cache_augmentation (a trained coprocessor, :mod:`coprocessor`); further methods
+plug in with their own ``prepare``. :func:`select_settings` picks
 ``c_values`` (or a method's options, such as CAA's layer and multiplier), the number of pairs and of
 demonstrations on held-out items (ARC: validation; GSM8K, CSQA, PIQA: train items after the contrastive
 pool), never on the evaluation set. Command line::
@@ -25,6 +26,7 @@ pool), never on the evaluation set. Command line::
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -47,6 +49,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from .caa import MODES as CAA_MODES
 from .caa import ActivationVector, caa_generate, extract_activation_vector
 from .contrastive import DEVIATIONS as CONTRASTIVE_DEVIATIONS
+from .coprocessor import augmented_generate, checkpoint_state, load_augmenter
 from .contrastive import build_contrastive_set, default_traces_path, offset_for
 from .data import EVAL_SPLITS, TASKS, Item, check_task, load_items
 from .models import DEFAULT_MODEL, load_model
@@ -264,6 +267,26 @@ def _prepare_caa(
     return Prepared(respond, "", details, vector)
 
 
+def _prepare_augmentation(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, config: EvalConfig, memo: dict, progress: bool
+) -> Prepared:
+    """Cache augmentation (:mod:`coprocessor`): one augmentation at the end of each prompt by a trained
+    coprocessor or pause-token control, read from the checkpoint (or run folder) the ``checkpoint`` option names."""
+    checkpoint, state = checkpoint_state(config.options["checkpoint"])
+    augmenter = load_augmenter(model, checkpoint)
+
+    def respond(prompts: Sequence[str], **kwargs) -> list[Completion]:
+        return augmented_generate(model, tokenizer, augmenter, prompts, progress=False, **kwargs)
+
+    details = {"checkpoint": checkpoint.as_posix(), "step": state["step"], "augmenter": state["config"],
+               "augmenter_sha256": _sha256(checkpoint / "augmenter.safetensors")}
+    return Prepared(respond, "", details)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 METHODS: dict[str, Method] = {}
 
 
@@ -281,6 +304,8 @@ for _method in (
            STEERING_SETTINGS, _prepare_cache_steering),
     Method("caa", "activation steering (CAA) at one layer, from the same contrastive pairs", False,
            CAA_SETTINGS, _prepare_caa, ("layer", "multiplier", "mode")),
+    Method("cache_augmentation", "one augmentation at the end of the prompt by a trained coprocessor (or pause "
+           "tokens)", False, (), _prepare_augmentation, ("checkpoint",)),
 ):
     register_method(_method)
 
@@ -727,6 +752,8 @@ def _parser() -> argparse.ArgumentParser:
     caa.add_argument("--layer", type=int, help="the one layer CAA steers")
     caa.add_argument("--multiplier", type=float)
     caa.add_argument("--caa-mode", choices=CAA_MODES, help="paper (no KV cache, as the paper), cached or one_shot")
+    augmentation = parser.add_argument_group("cache augmentation, method cache_augmentation")
+    augmentation.add_argument("--checkpoint", help="a coprocessor (or pause-token) run or checkpoint folder")
     select = parser.add_argument_group("held-out selection of the steering settings")
     select.add_argument("--select", action="store_true", help="choose c_values, pairs and demonstrations on "
                         "held-out items first, then evaluate with the best")
@@ -743,8 +770,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _cli_options(args: argparse.Namespace, method: Method) -> dict[str, Any]:
-    """The command line's option values that ``method`` reads (CAA's layer, multiplier and mode)."""
-    given = {"layer": args.layer, "multiplier": args.multiplier, "mode": args.caa_mode}
+    """The command line's option values that ``method`` reads (CAA's layer, multiplier and mode; the
+    augmentation's checkpoint)."""
+    given = {"layer": args.layer, "multiplier": args.multiplier, "mode": args.caa_mode, "checkpoint": args.checkpoint}
     return {name: value for name, value in given.items() if value is not None and name in method.options}
 
 

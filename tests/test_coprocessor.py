@@ -4,6 +4,7 @@ training that resumes bit for bit, the held-out split, perplexity by ahead posit
 from __future__ import annotations
 
 import copy
+import json
 import math
 from dataclasses import replace
 
@@ -13,6 +14,7 @@ from torch.testing import assert_close
 
 from cachesteer_lite import chat_prompt, encode, generate, prefill
 from cachesteer_lite.coprocessor import (
+    AheadPerplexity,
     Coprocessor,
     PauseTokens,
     TrainConfig,
@@ -25,6 +27,7 @@ from cachesteer_lite.coprocessor import (
     lookahead_losses,
     main,
     make_batch,
+    paired_difference,
     perplexity_by_ahead_position,
     split_documents,
     tokenize_texts,
@@ -234,9 +237,25 @@ def test_perplexity_by_ahead_position_averages_the_lookahead_loss(smollm2, texts
     tokens = tokenize_texts(tokenizer, texts[:2], 48)
     samples = evaluation_samples([len(t) for t in tokens], 3, 8, 2)
     with torch.no_grad():
-        manual = lookahead_losses(model, None, make_batch(tokens, samples, 3, "cpu")).mean(0)
-    assert_close(torch.tensor(result.loss, dtype=torch.float64), manual.double(), atol=1e-5, rtol=1e-5)
+        manual = lookahead_losses(model, None, make_batch(tokens, samples, 3, "cpu"))
+    assert_close(torch.tensor(result.loss, dtype=torch.float64), manual.mean(0).double(), atol=1e-5, rtol=1e-5)
+    # Per-sample losses come back in sample order (batching sorts by prefix length), for paired comparisons.
+    assert_close(torch.tensor(result.sample_loss, dtype=torch.float64), manual.mean(1).double(), atol=1e-5, rtol=1e-5)
     assert result.mean_loss == pytest.approx(sum(result.loss) / 3)
+
+
+def test_paired_difference_compares_the_same_samples():
+    plain = AheadPerplexity([2.0, 3.0], 4, [2.0, 2.5, 3.0, 2.5])
+    better = AheadPerplexity([1.5, 2.5], 4, [1.5, 2.0, 2.5, 2.0])
+    same = paired_difference(plain, plain)
+    assert same["mean"] == 0 and same["ci95"] == [0, 0] and same["share_better"] == 0
+    shifted = paired_difference(better, plain)
+    assert shifted["mean"] == pytest.approx(-0.5) and shifted["ci95"] == pytest.approx([-0.5, -0.5])
+    assert shifted["share_better"] == 1
+    mixed = paired_difference(AheadPerplexity([0, 0], 4, [1.0, 3.0, 2.0, 3.5]), plain)
+    assert mixed["ci95"][0] < mixed["mean"] < mixed["ci95"][1] and mixed["share_better"] == 0.5
+    with pytest.raises(ValueError, match="different samples"):
+        paired_difference(AheadPerplexity([1.0], 2, [1.0, 1.0]), plain)
 
 
 def test_command_line_trains_and_scores_against_the_plain_model(tmp_path, capsys):
@@ -247,7 +266,9 @@ def test_command_line_trains_and_scores_against_the_plain_model(tmp_path, capsys
     assert main(["perplexity", str(run), "--limit", "2", "--positions", "1", "--json", str(tmp_path / "p.json")]) == 0
     output = capsys.readouterr().out
     assert "plain model" in output and "coprocessor run @1" in output and "ppl@2" in output
-    assert (tmp_path / "p.json").is_file()
+    stored = json.loads((tmp_path / "p.json").read_text())
+    assert [row["n_latents"] for row in stored["rows"]] == [0, 1] and stored["settings"]["held_out_texts"] == 2
+    assert "difference_vs_plain" in stored["rows"][1] and stored["versions"]["torch"] and stored["wall_time_s"] > 0
 
 
 def test_bad_inputs_fail_clearly(smollm2, texts, tmp_path):

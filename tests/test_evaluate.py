@@ -281,3 +281,25 @@ def test_select_caa_layer_and_multiplier_on_held_out_items(smollm2, tmp_path: Pa
                             "multiplier": selection["best"]["multiplier"]}
     with pytest.raises(ValueError, match="has no option c_keys to select"):
         select_settings(model, tokenizer, base, tmp_path, limit=2, options={"c_keys": [1.0]}, progress=False)
+
+
+def test_cache_augmentation_runs_from_a_checkpoint(smollm2, tmp_path: Path) -> None:
+    """A trained augmenter plugs into the runner by its checkpoint; its answers are those of
+    ``augmented_generate``, and the run records which weights it used. Without a checkpoint it fails clearly."""
+    from cachesteer_lite.coprocessor import TrainConfig, augmented_generate, load_augmenter, train
+
+    model, tokenizer = smollm2
+    texts = [item.question for item in load_items("gsm8k", "train", limit=8)]
+    train(model, tokenizer, texts, TrainConfig(kind="pause", n_latents=2, n_ahead=2, steps=2, batch_size=2),
+          tmp_path / "pause", progress=False)
+    config = EvalConfig("gsm8k", "cache_augmentation", limit=3, batch_size=2, max_new_tokens=6,
+                        options={"checkpoint": str(tmp_path / "pause")})
+    result = evaluate(model, tokenizer, config, tmp_path / "run", progress=False)
+    assert result["method_details"]["step"] == 2 and len(result["method_details"]["augmenter_sha256"]) == 64
+    records = sorted(_lines(tmp_path / "run" / "items.jsonl"), key=lambda r: r["index"])
+    prompts = [chat_prompt(tokenizer, item.question) for item in load_items("gsm8k", "test", limit=3)]
+    expected = augmented_generate(model, tokenizer, load_augmenter(model, tmp_path / "pause"), prompts,
+                                  max_new_tokens=6, batch_size=2, progress=False)
+    assert [r["response"] for r in records] == [c.text for c in expected]
+    with pytest.raises(ValueError, match="needs the option\\(s\\) checkpoint"):
+        resolve_config(EvalConfig("gsm8k", "cache_augmentation"), model)
