@@ -49,8 +49,8 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from .caa import MODES as CAA_MODES
 from .caa import ActivationVector, caa_generate, extract_activation_vector
 from .contrastive import DEVIATIONS as CONTRASTIVE_DEVIATIONS
-from .coprocessor import augmented_generate, checkpoint_state, load_augmenter
 from .contrastive import build_contrastive_set, default_traces_path, offset_for
+from .coprocessor import augmented_generate, checkpoint_state, load_augmenter
 from .data import EVAL_SPLITS, TASKS, Item, check_task, load_items
 from .models import DEFAULT_MODEL, load_model
 from .prompts import chat_prompt, longest_first
