@@ -771,10 +771,31 @@ def augmented_inputs(
     cache = prefill(model, input_ids, attention_mask)
     latents = augmenter.latents(model, cache, attention_mask).to(model.dtype)
     if n > 1:
-        model(inputs_embeds=latents[:, :-1], attention_mask=_extend_mask(attention_mask, n - 1),
-              position_ids=_following_positions(attention_mask, n - 1), past_key_values=cache, use_cache=True,
-              logits_to_keep=1)
+        _append_latents(model, cache, latents[:, :-1], attention_mask)
     return cache, torch.cat([embeds, latents], dim=1), _extend_mask(attention_mask, n)
+
+
+def _append_latents(model: PreTrainedModel, cache: DynamicCache, latents: torch.Tensor,
+                    attention_mask: torch.Tensor) -> None:
+    """Run ``latents`` through the decoder right after the prompt of ``attention_mask``, extending ``cache``."""
+    n = latents.shape[1]
+    model(inputs_embeds=latents, attention_mask=_extend_mask(attention_mask, n),
+          position_ids=_following_positions(attention_mask, n), past_key_values=cache, use_cache=True,
+          logits_to_keep=1)
+
+
+@torch.no_grad()
+def augmented_cache(
+    model: PreTrainedModel, augmenter: Augmenter | None, input_ids: torch.Tensor, attention_mask: torch.Tensor
+) -> DynamicCache:
+    """The decoder's cache after the prompt and all its latents. What the augmentation writes into the cache is
+    the last N_L positions of every layer: the learned, input-dependent counterpart of a steering vector's
+    fixed edit of the prompt's last position."""
+    cache = prefill(model, input_ids, attention_mask)
+    n = active_latents(augmenter)
+    if n:
+        _append_latents(model, cache, augmenter.latents(model, cache, attention_mask).to(model.dtype), attention_mask)
+    return cache
 
 
 def augmented_sequences(

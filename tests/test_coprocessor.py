@@ -18,7 +18,9 @@ from cachesteer_lite.coprocessor import (
     Coprocessor,
     PauseTokens,
     TrainConfig,
+    augmented_cache,
     augmented_generate,
+    augmented_inputs,
     augmented_sequences,
     evaluation_samples,
     latest_checkpoint,
@@ -305,3 +307,21 @@ def test_bad_inputs_fail_clearly(smollm2, texts, tmp_path):
         load_augmenter(model, tmp_path / "run")
     with pytest.raises(ValueError, match="do not fit"):
         Coprocessor(tiny, 1).load_trainable_state({"soft_tokens": torch.zeros(1, 64)})
+
+
+def test_augmented_cache_holds_the_prompt_then_every_latent(smollm2, texts):
+    """The latents' cache entries come after the prompt's, which they leave unchanged; the first N_L - 1 are those
+    generation starts from; with no latents it is the prompt's cache."""
+    model, tokenizer = smollm2
+    batch = encode(tokenizer, texts[:2])
+    length = batch.input_ids.shape[1]
+    augmenter = Coprocessor(model, 3)
+    cache = augmented_cache(model, augmenter, batch.input_ids, batch.attention_mask)
+    plain = prefill(model, batch.input_ids, batch.attention_mask)
+    started, _, _ = augmented_inputs(model, augmenter, batch.input_ids, batch.attention_mask)
+    for layer, reference, generation in zip(cache.layers, plain.layers, started.layers, strict=True):
+        assert layer.values.shape[2] == length + 3
+        assert_close(layer.values[:, :, :length], reference.values)
+        assert_close(layer.values[:, :, : length + 2], generation.values)
+    unaugmented = augmented_cache(model, None, batch.input_ids, batch.attention_mask)
+    assert all(torch.equal(a.values, b.values) for a, b in zip(unaugmented.layers, plain.layers, strict=True))
