@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
+from safetensors import SafetensorError
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
@@ -181,6 +182,7 @@ STEERING_SETTINGS: tuple[str, ...] = ("c_values", "c_keys", "n_pairs", "n_demons
 CAA_SETTINGS: tuple[str, ...] = ("n_pairs", "n_demonstrations", "selection", "selection_seed", "traces", "style")
 
 Responder = Callable[..., list[Completion]]
+VECTOR_FILE = "steering_vector"  # a run's vector: steering_vector.safetensors + steering_vector.json
 
 
 class Prepared(NamedTuple):
@@ -199,7 +201,8 @@ class Method:
     """An evaluation method: whether prompts carry the CoT prefix, which config fields it reads (beyond
     :data:`COMMON_SETTINGS`), and ``prepare(model, tokenizer, config, memo, progress) -> Prepared``. ``memo`` is a
     dict shared across runs of one session, for reusing expensive state such as steering vectors. ``options``
-    names the keys of ``EvalConfig.options`` the method reads (defaults: :data:`PAPER_OPTIONS`)."""
+    names the keys of ``EvalConfig.options`` the method reads (defaults: :data:`PAPER_OPTIONS`); ``vector_type``
+    the class of vector it steers with (a resumed run reloads the one it saved instead of extracting it again)."""
 
     name: str
     description: str
@@ -207,6 +210,7 @@ class Method:
     settings: tuple[str, ...]
     prepare: Callable[[PreTrainedModel, PreTrainedTokenizerBase, EvalConfig, dict, bool], Prepared]
     options: tuple[str, ...] = ()
+    vector_type: type | None = None  # the vector class it steers with, saved with (and reloaded by) each run
 
 
 def _prepare_plain(
@@ -218,28 +222,51 @@ def _prepare_plain(
     return Prepared(respond, "", {})
 
 
-def _vector(kind: str, extract: Callable, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
+def _vector_key(vector_type: type, model: PreTrainedModel, config: EvalConfig) -> tuple:
+    """What a method's vector depends on: its type, the model, the task and the contrastive pairs."""
+    return (vector_type.__name__, model_id(model), config.task, config.n_pairs, config.n_demonstrations,
+            config.selection, config.selection_seed, METHODS[config.method].cot_prefix, config.traces, config.style)
+
+
+def _vector(vector_type: type, extract: Callable, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
             config: EvalConfig, memo: dict, progress: bool) -> tuple[Any, Any]:
-    """(contrastive set, vector) of ``config``'s pairs, built once per session and ``kind`` of vector."""
-    cot = METHODS[config.method].cot_prefix
-    key = (kind, model_id(model), config.task, config.n_pairs, config.n_demonstrations, config.selection,
-           config.selection_seed, cot, config.traces, config.style)
-    if key not in memo:
-        contrastive = build_contrastive_set(
+    """(contrastive set, vector) of ``config``'s pairs, each built once per session (a vector found in ``memo``,
+    for example the one a resumed run saved, is not extracted again)."""
+    key = _vector_key(vector_type, model, config)
+    contrastive_key = ("contrastive", *key[1:])
+    if contrastive_key not in memo:
+        memo[contrastive_key] = build_contrastive_set(
             tokenizer, config.task, n_pairs=config.n_pairs, n_demonstrations=config.n_demonstrations,
-            selection=config.selection, seed=config.selection_seed, cot_prefix=cot, traces=config.traces,
+            selection=config.selection, seed=config.selection_seed, cot_prefix=key[7], traces=config.traces,
             style=config.style or "default",
         )
-        memo[key] = (contrastive, extract(model, tokenizer, contrastive.pairs, batch_size=config.batch_size,
-                                          progress=progress))
-    return memo[key]
+    if key not in memo:
+        memo[key] = extract(model, tokenizer, memo[contrastive_key].pairs, batch_size=config.batch_size,
+                            progress=progress)
+    return memo[contrastive_key], memo[key]
+
+
+def _saved_vector(method: Method, model: PreTrainedModel, config: EvalConfig, run_dir: Path, memo: dict) -> None:
+    """Put the vector a resumed run saved into ``memo``, so that resuming does not extract it again. The run
+    directory's settings match (``_claim_run_dir``), so it is the vector those settings give; a damaged or
+    incompatible file is ignored and the vector extracted afresh."""
+    path = run_dir / VECTOR_FILE
+    key = _vector_key(method.vector_type, model, config)
+    if key in memo or not path.with_suffix(".safetensors").is_file():
+        return
+    try:
+        vector = method.vector_type.load(path)
+        vector.check_compatible(model)
+    except (OSError, ValueError, KeyError, SafetensorError) as error:
+        warnings.warn(f"ignoring the saved vector of {run_dir} ({error}); extracting it again", stacklevel=3)
+        return
+    memo[key] = vector
 
 
 def _prepare_cache_steering(
     model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, config: EvalConfig, memo: dict, progress: bool
 ) -> Prepared:
-    contrastive, vector = _vector("cache_steering_vector", extract_steering_vector, model, tokenizer, config, memo,
-                                  progress)
+    contrastive, vector = _vector(SteeringVector, extract_steering_vector, model, tokenizer, config, memo, progress)
     offset = offset_for(config.task)
 
     def respond(prompts: Sequence[str], **kwargs) -> list[Completion]:
@@ -254,7 +281,7 @@ def _prepare_cache_steering(
 def _prepare_caa(
     model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, config: EvalConfig, memo: dict, progress: bool
 ) -> Prepared:
-    contrastive, vector = _vector("activation_vector", extract_activation_vector, model, tokenizer, config, memo,
+    contrastive, vector = _vector(ActivationVector, extract_activation_vector, model, tokenizer, config, memo,
                                   progress)
     layer, multiplier, mode = (config.options[name] for name in ("layer", "multiplier", "mode"))
 
@@ -299,11 +326,11 @@ for _method in (
     Method("baseline", "the question in the chat template, nothing else", False, (), _prepare_plain),
     Method("cot", "the chat prompt followed by \"Let's think step by step.\"", True, (), _prepare_plain),
     Method("cache_steering", "one-shot KV cache steering of the chat prompt", False, STEERING_SETTINGS,
-           _prepare_cache_steering),
+           _prepare_cache_steering, vector_type=SteeringVector),
     Method("cache_steering_cot", "cache steering of the CoT prompt, vector from prefixed pairs", True,
-           STEERING_SETTINGS, _prepare_cache_steering),
+           STEERING_SETTINGS, _prepare_cache_steering, vector_type=SteeringVector),
     Method("caa", "activation steering (CAA) at one layer, from the same contrastive pairs", False,
-           CAA_SETTINGS, _prepare_caa, ("layer", "multiplier", "mode")),
+           CAA_SETTINGS, _prepare_caa, ("layer", "multiplier", "mode"), vector_type=ActivationVector),
     Method("cache_augmentation", "one augmentation at the end of the prompt by a trained coprocessor (or pause "
            "tokens)", False, (), _prepare_augmentation, ("checkpoint",)),
 ):
@@ -553,9 +580,12 @@ def evaluate(
     items = load_items(config.task, config.split, config.limit, config.start)
     if not items:
         raise ValueError(f"no {config.task} {config.split} items from {config.start} (limit {config.limit})")
-    prepared = method.prepare(model, tokenizer, config, memo if memo is not None else {}, progress)
+    memo = memo if memo is not None else {}
+    if method.vector_type is not None:
+        _saved_vector(method, model, config, run_dir, memo)
+    prepared = method.prepare(model, tokenizer, config, memo, progress)
     if prepared.vector is not None:
-        prepared.vector.save(run_dir / "steering_vector")
+        prepared.vector.save(run_dir / VECTOR_FILE)
     prompts = [chat_prompt(tokenizer, item.question, method.cot_prefix) for item in items]
     order = longest_first(tokenizer, prompts)
     batches = [order[i : i + config.batch_size] for i in range(0, len(order), config.batch_size)]

@@ -303,3 +303,33 @@ def test_cache_augmentation_runs_from_a_checkpoint(smollm2, tmp_path: Path) -> N
     assert [r["response"] for r in records] == [c.text for c in expected]
     with pytest.raises(ValueError, match="needs the option\\(s\\) checkpoint"):
         resolve_config(EvalConfig("gsm8k", "cache_augmentation"), model)
+
+
+def test_a_resumed_steering_run_reuses_its_saved_vector(smollm2, tmp_path: Path, monkeypatch) -> None:
+    """Resuming a cache-steering run in a new session loads the vector the run saved instead of extracting it
+    again (minutes on a CPU), and finishes with the records an uninterrupted run writes. A damaged vector file
+    is ignored with a warning and the vector extracted afresh."""
+    model, tokenizer = smollm2
+    config = EvalConfig("arc_challenge", "cache_steering", limit=4, batch_size=2, max_new_tokens=6, **STEER)
+    with pytest.raises(Interrupted):
+        evaluate(model, tokenizer, config, tmp_path / "run", progress=False, on_batch=_stop_after_first_batch)
+    extractions: list[int] = []
+    real_extract = runner.extract_steering_vector
+
+    def counting(*args, **kwargs):
+        extractions.append(1)
+        return real_extract(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "extract_steering_vector", counting)
+    evaluate(model, tokenizer, config, tmp_path / "run", progress=False)  # a new session: a fresh memo
+    assert extractions == []
+    evaluate(model, tokenizer, config, tmp_path / "fresh", progress=False)
+    assert extractions == [1]
+    by_index = lambda rs: sorted(_without_timing(rs), key=lambda r: r["index"])  # noqa: E731
+    assert by_index(_lines(tmp_path / "run" / "items.jsonl")) == by_index(_lines(tmp_path / "fresh" / "items.jsonl"))
+
+    (tmp_path / "fresh" / "steering_vector.safetensors").write_bytes(b"cut off")
+    (tmp_path / "fresh" / "items.jsonl").unlink()
+    with pytest.warns(UserWarning, match="ignoring the saved vector"):
+        evaluate(model, tokenizer, config, tmp_path / "fresh", progress=False)
+    assert extractions == [1, 1]

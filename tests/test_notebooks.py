@@ -122,3 +122,21 @@ def test_committed_outputs_come_from_one_clean_run(notebook):
     if any(cell.get("outputs") for cell in code):
         assert [cell.execution_count for cell in code] == list(range(1, len(code) + 1)), (
             f"{path.name}: execute it in one run (jupyter nbconvert --to notebook --execute --inplace)")
+
+
+# --- notebook 8: the look-ahead loss by hand ----------------------------------------------------------------
+
+def test_lookahead_loss_by_hand_equals_library(smollm2):
+    """Notebook 8's lookahead_loss_by_hand is the library's look-ahead loss of the plain model (N_L = 0)."""
+    from cachesteer_lite.coprocessor import lookahead_losses, make_batch
+
+    model, tokenizer = smollm2
+    by_hand = teaching_code("08_cache_augmentation.ipynb")["lookahead_loss_by_hand"]
+    texts = ["Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May.",
+             "A robe takes 2 bolts of blue fiber and half that much white fiber. How many bolts in total?"]
+    token_lists = [tokenizer(text, add_special_tokens=False).input_ids for text in texts]
+    samples = [(0, 9), (1, 5), (0, 14)]
+    with torch.no_grad():
+        library = lookahead_losses(model, None, make_batch(token_lists, samples, 4, model.device))
+    for row, (text, split) in enumerate(samples):
+        torch.testing.assert_close(by_hand(model, token_lists[text], split, 4), library[row], atol=1e-4, rtol=1e-4)
