@@ -33,7 +33,16 @@ from transformers.cache_utils import Cache
 from .cache import left_padded_positions
 from .prompts import check_fits, encode, longest_first
 from .steering import Completion, decode_completions, eos_token_ids
-from .vectors import VectorMetadata, check_shapes, model_id, read_vector_files, write_vector_files
+from .vectors import (
+    VectorMetadata,
+    check_shapes,
+    model_id,
+    pair_mean_difference,
+    pair_texts,
+    read_at_token,
+    read_vector_files,
+    write_vector_files,
+)
 
 Mode = Literal["paper", "cached", "one_shot"]
 MODES: tuple[str, ...] = get_args(Mode)
@@ -142,40 +151,24 @@ def read_block_outputs(
     first real token, so a batch reads what one-by-one passes read. The outputs come from hooks on the blocks,
     not ``output_hidden_states``, whose last entry has the final norm applied: steering adds to the raw output.
     """
-    if token_offset >= 0:
-        raise ValueError(f"token_offset counts from the end of the prompt and must be negative, got {token_offset}")
     blocks = decoder_blocks(model)
     read: dict[int, torch.Tensor] = {}
 
     def recorder(layer: int) -> Callable[..., None]:
         def record(module: nn.Module, args: tuple, kwargs: dict, output: torch.Tensor | tuple) -> None:
-            read[layer] = _hidden(output)[:, token_offset].float().cpu()
+            read[layer] = _hidden(output)[:, token_offset]
 
         return record
 
-    order = longest_first(tokenizer, texts)
-    rows: list[torch.Tensor | None] = [None] * len(texts)
-    tokens: list[str] = [""] * len(texts)
-    batches = range(0, len(order), batch_size)
+    def block_outputs(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        read.clear()
+        model(input_ids=input_ids, attention_mask=attention_mask, position_ids=left_padded_positions(attention_mask),
+              use_cache=False, logits_to_keep=1)  # only the hooks' reads are wanted
+        return torch.stack([read[layer] for layer in range(len(blocks))], dim=1)  # [batch, layers, hidden]
+
     with _forward_hooks([(block, recorder(layer)) for layer, block in enumerate(blocks)]):
-        for start in tqdm(batches, desc="reading activations", unit="batch", disable=not progress):
-            indices = order[start : start + batch_size]
-            batch = encode(tokenizer, [texts[i] for i in indices], model.device)
-            ids, mask = batch.input_ids, batch.attention_mask
-            check_fits(model, mask)
-            if not bool(mask[:, token_offset].all()):
-                raise ValueError(
-                    f"a prompt is shorter than {-token_offset} tokens; token_offset {token_offset} is invalid"
-                )
-            read.clear()
-            model(input_ids=ids, attention_mask=mask, position_ids=left_padded_positions(mask), use_cache=False,
-                  logits_to_keep=1)  # only the hooks' reads are wanted
-            per_row = torch.stack([read[layer] for layer in range(len(blocks))], dim=1)  # [batch, layers, hidden]
-            read_tokens = [tokenizer.decode([token]) for token in ids[:, token_offset].tolist()]
-            for row, i in enumerate(indices):
-                rows[i] = per_row[row]
-                tokens[i] = read_tokens[row]
-    return torch.stack(rows), tokens
+        return read_at_token(model, tokenizer, texts, block_outputs, token_offset=token_offset,
+                             batch_size=batch_size, progress=progress, desc="reading activations")
 
 
 def extract_activation_vector(
@@ -192,21 +185,17 @@ def extract_activation_vector(
     ``pairs`` are the (positive, negative) prompt texts that :func:`vectors.extract_steering_vector` takes, for
     example from :func:`prompts.contrastive_pair`. ``token_offset`` counts from the end of each prompt.
     """
-    if not pairs:
-        raise ValueError("no contrastive pairs given: extraction needs at least one (positive, negative) pair")
-    texts = [p for p, _ in pairs] + [n for _, n in pairs]
     outputs, tokens = read_block_outputs(
-        model, tokenizer, texts, token_offset=token_offset, batch_size=batch_size, progress=progress
+        model, tokenizer, pair_texts(pairs), token_offset=token_offset, batch_size=batch_size, progress=progress
     )
-    n = len(pairs)  # rows [0, n) are positive prompts, [n, 2n) their negatives
     metadata = ActivationMetadata(
         model_id=model_id(model),
         fingerprint=activation_fingerprint(model),
         token_offset=token_offset,
         token_texts=sorted(set(tokens)),
-        n_pairs=n,
+        n_pairs=len(pairs),
     )
-    return ActivationVector((outputs[:n] - outputs[n:]).mean(0), metadata)
+    return ActivationVector(pair_mean_difference(outputs), metadata)
 
 
 def _past_length(args: tuple, kwargs: dict, n_new: int, layer: int) -> int | None:

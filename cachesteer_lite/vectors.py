@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -127,6 +127,44 @@ def _stem(path: str | Path) -> Path:
 
 
 @torch.no_grad()
+@torch.no_grad()
+def read_at_token(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    texts: Sequence[str],
+    read: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    *,
+    token_offset: int = -1,
+    batch_size: int = 16,
+    progress: bool = True,
+    desc: str = "reading",
+) -> tuple[torch.Tensor, list[str]]:
+    """``read(input_ids, attention_mask)`` (one row per prompt) over every prompt, rows stacked in input order,
+    plus the token at ``token_offset`` of each prompt.
+
+    ``token_offset`` counts from the end of the prompt (-1: the last token). Prompts run longest first in
+    left-padded batches, so that similar lengths share a batch and the column ``token_offset`` holds the same
+    real token position in every row.
+    """
+    if token_offset >= 0:
+        raise ValueError(f"token_offset counts from the end of the prompt and must be negative, got {token_offset}")
+    order = longest_first(tokenizer, texts)
+    rows: list[torch.Tensor | None] = [None] * len(texts)
+    tokens: list[str] = [""] * len(texts)
+    for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch", disable=not progress):
+        indices = order[start : start + batch_size]
+        batch = encode(tokenizer, [texts[i] for i in indices], model.device)
+        check_fits(model, batch.attention_mask)
+        if not bool(batch.attention_mask[:, token_offset].all()):
+            raise ValueError(f"a prompt is shorter than {-token_offset} tokens; token_offset {token_offset} is invalid")
+        per_row = read(batch.input_ids, batch.attention_mask)
+        read_tokens = [tokenizer.decode([token]) for token in batch.input_ids[:, token_offset].tolist()]
+        for row, i in enumerate(indices):
+            rows[i] = per_row[row].float().cpu()
+            tokens[i] = read_tokens[row]
+    return torch.stack(rows), tokens
+
+
 def read_prompt_kv(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -137,31 +175,30 @@ def read_prompt_kv(
     progress: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """Every layer's key and value at one token of each prompt: ``[n_texts, n_layers, n_kv_heads, head_dim]``
-    each, plus the token read in each prompt.
+    each, plus the token read in each prompt (batched as :func:`read_at_token` says)."""
 
-    ``token_offset`` counts from the end of the prompt (-1: the last token). Prompts run longest first in
-    left-padded batches, so that similar lengths share a batch and the column ``token_offset`` holds the
-    same real token position in every row.
-    """
-    if token_offset >= 0:
-        raise ValueError(f"token_offset counts from the end of the prompt and must be negative, got {token_offset}")
-    order = longest_first(tokenizer, texts)
-    keys: list[torch.Tensor | None] = [None] * len(texts)
-    values: list[torch.Tensor | None] = [None] * len(texts)
-    tokens: list[str] = [""] * len(texts)
-    for start in tqdm(range(0, len(order), batch_size), desc="reading KV", unit="batch", disable=not progress):
-        indices = order[start : start + batch_size]
-        batch = encode(tokenizer, [texts[i] for i in indices], model.device)
-        check_fits(model, batch.attention_mask)
-        if not bool(batch.attention_mask[:, token_offset].all()):
-            raise ValueError(f"a prompt is shorter than {-token_offset} tokens; token_offset {token_offset} is invalid")
-        batch_keys, batch_values = read_position(prefill(model, batch.input_ids, batch.attention_mask), token_offset)
-        read_tokens = [tokenizer.decode([token]) for token in batch.input_ids[:, token_offset].tolist()]
-        for row, i in enumerate(indices):  # batch_keys is [n_layers, batch, heads, dim]
-            keys[i] = batch_keys[:, row].float().cpu()
-            values[i] = batch_values[:, row].float().cpu()
-            tokens[i] = read_tokens[row]
-    return torch.stack(keys), torch.stack(values), tokens
+    def key_and_value(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        keys, values = read_position(prefill(model, input_ids, attention_mask), token_offset)
+        return torch.stack((keys, values), dim=2)  # [n_layers, batch, 2, heads, dim] -> batch first below
+
+    rows, tokens = read_at_token(model, tokenizer, texts, lambda i, m: key_and_value(i, m).transpose(0, 1),
+                                 token_offset=token_offset, batch_size=batch_size, progress=progress,
+                                 desc="reading KV")
+    return rows[:, :, 0], rows[:, :, 1], tokens
+
+
+def pair_texts(pairs: Sequence[tuple[str, str]]) -> list[str]:
+    """The positive prompts, then their negatives in the same order (what :func:`pair_mean_difference` expects)."""
+    if not pairs:
+        raise ValueError("no contrastive pairs given: extraction needs at least one (positive, negative) pair")
+    return [p for p, _ in pairs] + [n for _, n in pairs]
+
+
+def pair_mean_difference(rows: torch.Tensor) -> torch.Tensor:
+    """Mean of (positive - negative) over pairs, for rows read from :func:`pair_texts`: rows [0, n) are the
+    positive prompts and [n, 2n) their negatives."""
+    n = len(rows) // 2
+    return (rows[:n] - rows[n:]).mean(0)
 
 
 def extract_steering_vector(
@@ -178,18 +215,14 @@ def extract_steering_vector(
     ``pairs`` are (positive, negative) prompt texts, for example from :func:`prompts.contrastive_pair`.
     ``token_offset`` counts from the end of each prompt: -1 is the last token, -2 the one before.
     """
-    if not pairs:
-        raise ValueError("no contrastive pairs given: extraction needs at least one (positive, negative) pair")
-    texts = [p for p, _ in pairs] + [n for _, n in pairs]
     keys, values, tokens = read_prompt_kv(
-        model, tokenizer, texts, token_offset=token_offset, batch_size=batch_size, progress=progress
+        model, tokenizer, pair_texts(pairs), token_offset=token_offset, batch_size=batch_size, progress=progress
     )
-    n = len(pairs)  # rows [0, n) are positive prompts, [n, 2n) their negatives
     metadata = VectorMetadata(
         model_id=model_id(model),
         fingerprint=model_fingerprint(model),
         token_offset=token_offset,
         token_texts=sorted(set(tokens)),
-        n_pairs=n,
+        n_pairs=len(pairs),
     )
-    return SteeringVector((keys[:n] - keys[n:]).mean(0), (values[:n] - values[n:]).mean(0), metadata)
+    return SteeringVector(pair_mean_difference(keys), pair_mean_difference(values), metadata)
