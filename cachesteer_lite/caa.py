@@ -26,13 +26,11 @@ from typing import Any, Literal, get_args
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from transformers.cache_utils import Cache
 
 from .cache import left_padded_positions
-from .prompts import check_fits, encode, longest_first
-from .steering import Completion, decode_completions, eos_token_ids
+from .steering import Completion, batched_completions, generation_settings
 from .vectors import (
     VectorMetadata,
     check_shapes,
@@ -274,27 +272,15 @@ def caa_generate(
     Prompts are batched longest first with left padding and returned in the input order; completions hold
     only the new tokens. The mode decides ``use_cache`` (False for "paper"), so it cannot be passed.
     """
-    if isinstance(prompts, str):
-        raise TypeError("prompts must be a sequence of strings, not one string")
-    if not prompts:
-        raise ValueError("no prompts given")
     for own in ("use_cache", "past_key_values"):
         if own in generate_kwargs:
             raise ValueError(f"activation steering sets {own!r} from the mode; do not pass it")
-    generate_kwargs = {"do_sample": False, **generate_kwargs, "max_new_tokens": max_new_tokens}
-    generate_kwargs.setdefault("pad_token_id", tokenizer.pad_token_id)
-    generate_kwargs["use_cache"] = mode != "paper"
-    order = longest_first(tokenizer, prompts)
-    eos_ids = eos_token_ids(model, tokenizer)
-    results: dict[int, Completion] = {}
+    settings = {**generation_settings(tokenizer, max_new_tokens, generate_kwargs), "use_cache": mode != "paper"}
+
+    def new_tokens(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        sequences = model.generate(input_ids=input_ids, attention_mask=attention_mask, **settings)
+        return sequences[:, input_ids.shape[1] :]
+
     with activation_steering(model, vector, layer, multiplier, mode):
-        for start in tqdm(range(0, len(order), batch_size), desc="generating", unit="batch", disable=not progress):
-            indices = order[start : start + batch_size]
-            batch = encode(tokenizer, [prompts[i] for i in indices], model.device)
-            check_fits(model, batch.attention_mask, max_new_tokens)
-            sequences = model.generate(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                                       **generate_kwargs)
-            new_tokens = sequences[:, batch.input_ids.shape[1] :]
-            for i, completion in zip(indices, decode_completions(tokenizer, new_tokens, eos_ids), strict=True):
-                results[i] = completion
-    return [results[i] for i in range(len(prompts))]
+        return batched_completions(model, tokenizer, prompts, new_tokens, extra_tokens=max_new_tokens,
+                                   batch_size=batch_size, progress=progress)

@@ -77,9 +77,8 @@ from .cache import left_padded_positions, new_cache, prefill
 from .contrastive import TRACE_DIR
 from .data import TASKS, gsm8k_reasoning, load_items
 from .models import DEFAULT_MODEL, load_model
-from .prompts import check_fits, encode, longest_first
 from .provenance import run_record
-from .steering import Completion, decode_completions, eos_token_ids
+from .steering import Completion, batched_completions, generation_settings
 from .traces import Trace, read_traces
 from .vectors import model_fingerprint, model_id
 
@@ -833,23 +832,14 @@ def augmented_generate(
     ``augmenter`` None, switched off or with N_L = 0 gives the plain model's answers exactly. Prompts are
     batched longest first and returned in input order, as :func:`steering.generate` does.
     """
-    if isinstance(prompts, str):
-        raise TypeError("prompts must be a sequence of strings, not one string")
-    if not prompts:
-        raise ValueError("no prompts given")
-    generate_kwargs = {"do_sample": False, **generate_kwargs, "max_new_tokens": max_new_tokens}
-    generate_kwargs.setdefault("pad_token_id", tokenizer.pad_token_id)
-    order = longest_first(tokenizer, prompts)
-    eos_ids = eos_token_ids(model, tokenizer)
-    results: dict[int, Completion] = {}
-    for start in tqdm(range(0, len(order), batch_size), desc="generating", unit="batch", disable=not progress):
-        indices = order[start : start + batch_size]
-        batch = encode(tokenizer, [prompts[i] for i in indices], model.device)
-        check_fits(model, batch.attention_mask, active_latents(augmenter) + max_new_tokens)
-        new_tokens = augmented_sequences(model, augmenter, batch.input_ids, batch.attention_mask, **generate_kwargs)
-        for i, completion in zip(indices, decode_completions(tokenizer, new_tokens, eos_ids), strict=True):
-            results[i] = completion
-    return [results[i] for i in range(len(prompts))]
+    settings = generation_settings(tokenizer, max_new_tokens, generate_kwargs)
+
+    def new_tokens(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return augmented_sequences(model, augmenter, input_ids, attention_mask, **settings)
+
+    return batched_completions(model, tokenizer, prompts, new_tokens,
+                               extra_tokens=active_latents(augmenter) + max_new_tokens, batch_size=batch_size,
+                               progress=progress)
 
 
 # ---------------------------------------------------------------------------------------------------------------

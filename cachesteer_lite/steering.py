@@ -11,8 +11,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -119,6 +120,49 @@ def eos_token_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) ->
     return ids | ({tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set())
 
 
+def generation_settings(
+    tokenizer: PreTrainedTokenizerBase, max_new_tokens: int, generate_kwargs: dict[str, Any]
+) -> dict[str, Any]:
+    """``model.generate`` keyword arguments: greedy unless the caller says otherwise, the token budget, and the
+    tokenizer's padding id."""
+    settings = {"do_sample": False, **generate_kwargs, "max_new_tokens": max_new_tokens}
+    settings.setdefault("pad_token_id", tokenizer.pad_token_id)
+    return settings
+
+
+def batched_completions(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[str],
+    new_tokens: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    *,
+    extra_tokens: int,
+    batch_size: int = 16,
+    progress: bool = True,
+) -> list[Completion]:
+    """Answer every prompt with ``new_tokens(input_ids, attention_mask)``, the generated ids of one left-padded
+    batch: prompts run longest first, to waste little padding, and come back decoded in the input order.
+
+    ``extra_tokens`` is how far each prompt may grow (offset token, latents, new tokens); a batch that would
+    outgrow the model's context is refused before it runs. Every generation method of the library runs here.
+    """
+    if isinstance(prompts, str):
+        raise TypeError("prompts must be a sequence of strings, not one string")
+    if not prompts:
+        raise ValueError("no prompts given")
+    order = longest_first(tokenizer, prompts)
+    eos_ids = eos_token_ids(model, tokenizer)
+    results: dict[int, Completion] = {}
+    for start in tqdm(range(0, len(order), batch_size), desc="generating", unit="batch", disable=not progress):
+        indices = order[start : start + batch_size]
+        batch = encode(tokenizer, [prompts[i] for i in indices], model.device)
+        check_fits(model, batch.attention_mask, extra_tokens)
+        generated = new_tokens(batch.input_ids, batch.attention_mask)
+        for i, completion in zip(indices, decode_completions(tokenizer, generated, eos_ids), strict=True):
+            results[i] = completion
+    return [results[i] for i in range(len(prompts))]
+
+
 def generate(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -141,32 +185,18 @@ def generate(
     tokens (the offset token is part of the input). Prompts are batched longest first, to waste little
     padding, and returned in the input order.
     """
-    if isinstance(prompts, str):
-        raise TypeError("prompts must be a sequence of strings, not one string")
-    if not prompts:
-        raise ValueError("no prompts given")
-    generate_kwargs = {"do_sample": False, **generate_kwargs, "max_new_tokens": max_new_tokens}
-    generate_kwargs.setdefault("pad_token_id", tokenizer.pad_token_id)
+    settings = generation_settings(tokenizer, max_new_tokens, generate_kwargs)
     offset_id = offset_token_id(tokenizer, offset) if vector is not None else None
-    extra = 0 if offset_id is None else 1
-    order = longest_first(tokenizer, prompts)
-    eos_ids = eos_token_ids(model, tokenizer)
-    results: dict[int, Completion] = {}
-    batches = range(0, len(order), batch_size)
-    for start in tqdm(batches, desc="generating", unit="batch", disable=not progress):
-        indices = order[start : start + batch_size]
-        batch = encode(tokenizer, [prompts[i] for i in indices], model.device)
-        ids, mask = batch.input_ids, batch.attention_mask
-        check_fits(model, mask, extra + max_new_tokens)
-        if vector is None:
-            sequences = model.generate(input_ids=ids, attention_mask=mask, **generate_kwargs)
-        else:
-            ids = torch.cat([ids, torch.full_like(ids[:, :1], offset_id)], dim=1)
-            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
-            sequences = steered_generate(
-                model, ids, mask, vector, c_keys=c_keys, c_values=c_values, layers=layers, **generate_kwargs
-            )
-        new_tokens = sequences[:, ids.shape[1] :]
-        for i, completion in zip(indices, decode_completions(tokenizer, new_tokens, eos_ids), strict=True):
-            results[i] = completion
-    return [results[i] for i in range(len(prompts))]
+
+    def new_tokens(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if offset_id is None:
+            return model.generate(input_ids=ids, attention_mask=mask, **settings)[:, ids.shape[1] :]
+        ids = torch.cat([ids, torch.full_like(ids[:, :1], offset_id)], dim=1)
+        mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+        sequences = steered_generate(model, ids, mask, vector, c_keys=c_keys, c_values=c_values, layers=layers,
+                                     **settings)
+        return sequences[:, ids.shape[1] :]
+
+    extra = max_new_tokens + (0 if offset_id is None else 1)
+    return batched_completions(model, tokenizer, prompts, new_tokens, extra_tokens=extra, batch_size=batch_size,
+                               progress=progress)
