@@ -237,7 +237,8 @@ def _vector(vector_type: type, extract: Callable, model: PreTrainedModel, tokeni
     if contrastive_key not in memo:
         memo[contrastive_key] = build_contrastive_set(
             tokenizer, config.task, n_pairs=config.n_pairs, n_demonstrations=config.n_demonstrations,
-            selection=config.selection, seed=config.selection_seed, cot_prefix=key[7], traces=config.traces,
+            selection=config.selection, seed=config.selection_seed,
+            cot_prefix=METHODS[config.method].cot_prefix, traces=config.traces,
             style=config.style or "default",
         )
     if key not in memo:
