@@ -178,12 +178,11 @@ def read_prompt_kv(
     each, plus the token read in each prompt (batched as :func:`read_at_token` says)."""
 
     def key_and_value(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        keys, values = read_position(prefill(model, input_ids, attention_mask), token_offset)
-        return torch.stack((keys, values), dim=2)  # [n_layers, batch, 2, heads, dim] -> batch first below
+        keys, values = read_position(prefill(model, input_ids, attention_mask), token_offset)  # [layers, batch, ...]
+        return torch.stack((keys, values), dim=2).transpose(0, 1)  # [batch, layers, key/value, heads, dim]
 
-    rows, tokens = read_at_token(model, tokenizer, texts, lambda i, m: key_and_value(i, m).transpose(0, 1),
-                                 token_offset=token_offset, batch_size=batch_size, progress=progress,
-                                 desc="reading KV")
+    rows, tokens = read_at_token(model, tokenizer, texts, key_and_value, token_offset=token_offset,
+                                 batch_size=batch_size, progress=progress, desc="reading KV")
     return rows[:, :, 0], rows[:, :, 1], tokens
 
 
