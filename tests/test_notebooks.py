@@ -140,3 +140,11 @@ def test_lookahead_loss_by_hand_equals_library(smollm2):
         library = lookahead_losses(model, None, make_batch(token_lists, samples, 4, model.device))
     for row, (text, split) in enumerate(samples):
         torch.testing.assert_close(by_hand(model, token_lists[text], split, 4), library[row], atol=1e-4, rtol=1e-4)
+
+
+def test_no_widget_outputs(notebook):
+    """Progress-bar widgets need require.js from a CDN, which the book's pages must not depend on: notebooks pass
+    ``progress=False`` to the library's long loops."""
+    path, nb = notebook
+    outputs = [out for cell in nb.cells if cell.cell_type == "code" for out in cell.get("outputs", [])]
+    assert not any("application/vnd.jupyter.widget-view+json" in out.get("data", {}) for out in outputs), path.name
