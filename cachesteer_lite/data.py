@@ -25,6 +25,9 @@ SPLITS: dict[str, tuple[str, ...]] = {
 }
 # The paper evaluates on these splits (CSQA and PIQA test labels were never released).
 EVAL_SPLITS: dict[str, str] = {"gsm8k": "test", "arc_challenge": "test", "csqa": "validation", "piqa": "validation"}
+# Accuracy of guessing: one over the number of options (ARC-Challenge has a few 3- and 5-option questions; 4 is
+# the rule). GSM8K's free-form answers have no guessing level.
+CHANCE: dict[str, float] = {"gsm8k": 0.0, "arc_challenge": 0.25, "csqa": 0.2, "piqa": 0.5}
 
 _HUB_SOURCES: dict[str, dict] = {
     "gsm8k": {"path": "openai/gsm8k", "name": "main"},

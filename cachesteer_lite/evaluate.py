@@ -56,6 +56,7 @@ from .data import EVAL_SPLITS, TASKS, Item, check_task, load_items
 from .models import DEFAULT_MODEL, load_model
 from .prompts import chat_prompt, longest_first
 from .provenance import hardware, versions
+from .quality import degenerate_share
 from .scoring import DEVIATIONS as SCORING_DEVIATIONS
 from .scoring import Extraction, score_choices, score_number
 from .steering import Completion, generate
@@ -529,7 +530,8 @@ def _record(item: Item, completion: Completion, extraction: Extraction, batch: i
 
 
 def summarise(records: Sequence[dict]) -> dict[str, Any]:
-    """Accuracy with its 95% Wilson interval, mean tokens and words, and how answers were extracted.
+    """Accuracy with its 95% Wilson interval, mean tokens and words, the share of degenerate (looping) answers
+    (:mod:`quality`), and how answers were extracted.
 
     Tokens are the ones the model generated, its end-of-sequence token included (an offset token is part of
     the prompt); words are the whitespace-separated words of the response, as the paper's "(Nw)" counts.
@@ -545,6 +547,7 @@ def summarise(records: Sequence[dict]) -> dict[str, Any]:
         "ci95": [low, high],
         "mean_tokens": statistics.fmean(r["n_tokens"] for r in records),
         "mean_words": statistics.fmean(r["n_words"] for r in records),
+        "degenerate": degenerate_share([r["response"] for r in records]),
         "extraction": dict(Counter(r["extraction"] for r in records).most_common()),
         "generation_seconds": round(sum(batch_seconds.values()), 3),
     }
@@ -641,6 +644,7 @@ def _results(config: EvalConfig, prepared: Prepared, generation: dict, runs: lis
         "ci95": None if sampled else head["ci95"],
         "mean_tokens": statistics.fmean(run["mean_tokens"] for run in runs),
         "mean_words": statistics.fmean(run["mean_words"] for run in runs),
+        "degenerate": statistics.fmean(run["degenerate"] for run in runs),
         "runs": runs,
         "config": json.loads(json.dumps(asdict(config))),
         "generation": {k: v for k, v in generation.items() if k != "batch_size"},

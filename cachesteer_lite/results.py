@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .data import TASKS
+from .quality import degenerate_share
 
 PROJECT = Path(__file__).resolve().parents[1]
 PAPER_RESULTS = PROJECT / "data" / "paper_results.json"
@@ -99,6 +100,7 @@ def compare(results: Sequence[dict[str, Any]], paper_model: str | None = None) -
             "ci95": None if result["ci95"] is None else [100 * x for x in result["ci95"]],
             "accuracy_sd": None if result["accuracy_sd"] is None else 100 * result["accuracy_sd"],
             "mean_words": result["mean_words"],
+            "degenerate": None if result.get("degenerate") is None else 100 * result["degenerate"],
             "paper_model": reference,
             "paper_accuracy": paper_accuracy,
             "paper_sd": entry.get("accuracy_sd") if entry else None,
@@ -116,10 +118,11 @@ def _number(value: float | None, digits: int = 2, signed: bool = False) -> str:
 
 
 def comparison_table(results: Sequence[dict[str, Any]], paper_model: str | None = None) -> str:
-    """:func:`compare` as a Markdown table (accuracy in %, words, difference in points)."""
-    lines = ["| model | task | method | n | ours (95% CI or ± sd) | words | paper model | paper | paper words | "
-             "ours − paper |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    """:func:`compare` as a Markdown table (accuracy in %, words, % of degenerate answers, difference in
+    points)."""
+    lines = ["| model | task | method | n | ours (95% CI or ± sd) | words | degenerate % | paper model | paper | "
+             "paper words | ours − paper |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in compare(results, paper_model):
         if row["ci95"] is not None:
             ours = f"{row['accuracy']:.2f} [{row['ci95'][0]:.1f}, {row['ci95'][1]:.1f}]"
@@ -129,9 +132,21 @@ def comparison_table(results: Sequence[dict[str, Any]], paper_model: str | None 
         if row["paper_sd"] is not None:
             paper += f" ± {row['paper_sd']:.2f}"
         lines.append(f"| {row['model']} | {row['task']} | {row['method']} | {row['n']} | {ours} | "
-                     f"{row['mean_words']:.0f} | {row['paper_model'] or '–'} | {paper} | "
-                     f"{_number(row['paper_words'], 0)} | {_number(row['difference'], signed=True)} |")
+                     f"{row['mean_words']:.0f} | {_number(row['degenerate'], 0)} | {row['paper_model'] or '–'} | "
+                     f"{paper} | {_number(row['paper_words'], 0)} | {_number(row['difference'], signed=True)} |")
     return "\n".join(lines)
+
+
+def degenerate(result: dict[str, Any], run_dir: str | Path) -> float:
+    """The share of degenerate answers of a stored run: from its results, or, for results written before the
+    runner recorded it, from the answers in its items files (the mean over sampling runs)."""
+    from .evaluate import read_records  # the runner's reader: it skips a line a killed run left unfinished
+
+    if "degenerate" in result:
+        return result["degenerate"]
+    shares = [degenerate_share([r["response"] for r in read_records(Path(run_dir) / run["items_file"]).values()])
+              for run in result["runs"]]
+    return sum(shares) / len(shares)
 
 
 def collect(results_dir: str | Path = RESULTS_DIR, model: str | None = None) -> list[dict[str, Any]]:
@@ -142,10 +157,39 @@ def collect(results_dir: str | Path = RESULTS_DIR, model: str | None = None) -> 
     for path in sorted(Path(results_dir).glob("*/*/*/results.json")):
         result = json.loads(path.read_text(encoding="utf-8"))
         if model is None or result["model"] == model:
-            found.append({**result, "run_dir": str(path.parent)})
+            found.append({**result, "degenerate": degenerate(result, path.parent), "run_dir": str(path.parent)})
     rank = {name: i for i, name in enumerate(methods)}
     return sorted(found, key=lambda r: (r["model"], TASKS.index(r["task"]), rank.get(r["method"], len(rank)),
                                         r["method"]))
+
+
+def collect_grids(results_dir: str | Path = RESULTS_DIR, model: str | None = None) -> list[dict[str, Any]]:
+    """Every finished point of every held-out selection grid (``{task}/{method}/selection/{point}/``): its
+    steering settings, accuracy with its interval, mean length and the share of degenerate answers.
+
+    The coefficient is ``c_values`` for cache steering and the multiplier for CAA, so that the stability of the
+    two methods can be plotted on one axis; the degenerate share is :func:`degenerate`'s, so it exists for grids
+    run before the runner recorded it too.
+    """
+    rows = []
+    for path in sorted(Path(results_dir).glob("*/*/*/selection/*/results.json")):
+        result = json.loads(path.read_text(encoding="utf-8"))
+        if model is not None and result["model"] != model:
+            continue
+        config, options = result["config"], result["config"].get("options", {})
+        steers_cache = "multiplier" not in options
+        rows.append({
+            "model": result["model"], "task": result["task"], "method": result["method"],
+            "n_pairs": config["n_pairs"], "n_demonstrations": config["n_demonstrations"],
+            "layer": options.get("layer"), "mode": options.get("mode"),
+            "coefficient_name": "c_values" if steers_cache else "multiplier",
+            "coefficient": config["c_values"] if steers_cache else options["multiplier"],
+            "n": result["n"], "accuracy": result["accuracy"], "ci95": result["ci95"],
+            "mean_tokens": result["mean_tokens"], "mean_words": result["mean_words"],
+            "degenerate": degenerate(result, path.parent),
+        })
+    return sorted(rows, key=lambda r: (r["model"], TASKS.index(r["task"]), r["method"], r["layer"] or 0,
+                                       r["coefficient"]))
 
 
 def paired_comparison(first: dict[int, dict], second: dict[int, dict]) -> dict[str, Any]:

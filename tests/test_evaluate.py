@@ -119,6 +119,7 @@ def test_results_file_fields(smollm2, tmp_path: Path) -> None:
     low, high = result["ci95"]
     assert low <= result["accuracy"] <= high and result["accuracy_sd"] is None
     assert 0 < result["mean_tokens"] <= 4 and result["mean_words"] > 0
+    assert result["degenerate"] == 0.0  # four tokens leave no room for a loop
     assert result["config"]["max_new_tokens"] == 4 and result["generation"] == {"do_sample": False, "max_new_tokens": 4}
     assert {"python", "torch", "transformers", "cachesteer-lite"} <= set(result["versions"])
     assert result["hardware"]["cpu_count"] >= 1 and result["hardware"]["device"] == "cpu"

@@ -13,6 +13,7 @@ from cachesteer_lite.results import (
     TABLE_END,
     TABLE_START,
     collect,
+    collect_grids,
     compare,
     comparison_table,
     load_paper_results,
@@ -65,7 +66,7 @@ def test_paper_model_of_the_same_family() -> None:
 def _result(task: str, method: str, accuracy: float, sampling: bool = False) -> dict:
     return {"task": task, "method": method, "model": "smollm2-135m-instruct", "n": 300, "accuracy": accuracy,
             "ci95": None if sampling else [accuracy - 0.05, accuracy + 0.05], "accuracy_sd": 0.01 if sampling else None,
-            "mean_words": 120.0, "config": {"do_sample": sampling}}
+            "mean_words": 120.0, "degenerate": 0.1, "config": {"do_sample": sampling}}
 
 
 def test_compare_and_table() -> None:
@@ -76,7 +77,7 @@ def test_compare_and_table() -> None:
     assert rows[2]["paper_accuracy"] == 50.72 and rows[2]["paper_sd"] == 1.03
     assert rows[3]["paper_status"] == "not in the paper"
     table = comparison_table([_result("arc_challenge", "cache_steering", 0.30)])
-    row = ("| smollm2-135m-instruct | arc_challenge | cache_steering | 300 | 30.00 [25.0, 35.0] | 120 | "
+    row = ("| smollm2-135m-instruct | arc_challenge | cache_steering | 300 | 30.00 [25.0, 35.0] | 120 | 10 | "
            "SmolLM2-360M-Instruct | 27.13 | 244 | +2.87 |")
     assert row in table.splitlines()
 
@@ -99,6 +100,49 @@ def test_collect_finds_runs_in_task_and_method_order(tmp_path: Path) -> None:
         ("gsm8k", "cache_steering_cot"), ("arc_challenge", "baseline"), ("arc_challenge", "cache_steering"),
         ("piqa", "cot")]  # the held-out selection run is not a result
     assert collect(tmp_path, model="another-model") == []
+
+
+def _store_point(root: Path, method: str, point: str, config: dict, answers: list[str]) -> None:
+    run = root / "smollm2-135m-instruct" / "arc_challenge" / method / "selection" / point
+    run.mkdir(parents=True)
+    result = {**_result("arc_challenge", method, 0.5), "n": len(answers), "mean_tokens": 10.0,
+              "runs": [{"items_file": "items.jsonl"}],  # written before results recorded the degenerate share
+              "config": {"n_pairs": 100, "n_demonstrations": 5, "c_values": None, "options": {}, **config}}
+    del result["degenerate"]
+    (run / "results.json").write_text(json.dumps(result))
+    (run / "items.jsonl").write_text("".join(json.dumps({"index": i, "response": a}) + "\n"
+                                             for i, a in enumerate(answers)))
+
+
+def test_collect_grids_reads_both_coefficients_and_the_degenerate_share(tmp_path: Path) -> None:
+    loop = "the answer is A so " * 20
+    _store_point(tmp_path, "cache_steering", "n100_k5_c6", {"c_values": 6.0}, ["The answer is B.", loop])
+    _store_point(tmp_path, "caa", "n100_k5_layer14_multiplier3", {"options": {"layer": 14, "multiplier": 3.0,
+                                                                               "mode": "cached"}},
+                 ["A", "B", "C", loop])
+    (tmp_path / "smollm2-135m-instruct" / "arc_challenge" / "caa" / "selection" / "n100_k5_unfinished").mkdir()
+    caa, steering = collect_grids(tmp_path)  # sorted by method; the unfinished point has no results.json
+    assert (steering["coefficient_name"], steering["coefficient"], steering["layer"]) == ("c_values", 6.0, None)
+    assert steering["degenerate"] == 0.5
+    assert (caa["coefficient_name"], caa["coefficient"], caa["layer"], caa["mode"]) == ("multiplier", 3.0, 14,
+                                                                                           "cached")
+    assert caa["degenerate"] == 0.25
+    assert collect_grids(tmp_path, model="another-model") == []
+
+
+def test_collect_grids_agrees_with_the_stored_selection_files() -> None:
+    grids = collect_grids(RESULTS_DIR)
+    stored = 0
+    for path in RESULTS_DIR.glob("*/*/*/selection/selection.json"):
+        selection = json.loads(path.read_text())
+        for point in selection["grid"]:
+            matches = [row for row in grids if (row["task"], row["method"]) == (selection["task"], selection["method"])
+                       and row["coefficient"] == point.get("c_values", point.get("multiplier"))
+                       and row["layer"] == point.get("layer")]
+            assert len(matches) == 1 and matches[0]["accuracy"] == point["accuracy"]
+            assert 0 <= matches[0]["degenerate"] <= 1
+            stored += 1
+    assert stored >= 6  # the stored table's grids (ARC and CSQA steering at least)
 
 
 def _records(correct: list[bool]) -> dict[int, dict]:
