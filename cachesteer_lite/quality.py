@@ -4,7 +4,9 @@ Strong steering pushes a small model into loops ("= 0.025 kg x m/s = 0.025 kg x 
 looks stable in accuracy can still be producing such text. The measure is deliberately simple so that a reader can
 check it by eye: the share of the text's word 4-grams that already occurred earlier in it. A text is counted as
 degenerate when at least half of them are repeats; legitimate answers that restate the chosen option once stay
-well below that (on the embedded model's ARC baseline answers the median is 0.02).
+well below that (on the embedded model's ARC baseline answers the median is 0.02). A short answer that names
+the same option two or three times can reach it too; in the stored 300-question runs most degenerate answers
+(about three in four) run into the token limit, which is what a loop does.
 """
 
 from __future__ import annotations
