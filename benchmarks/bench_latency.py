@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -196,10 +197,14 @@ def measure_batch_size(model, tokenizer, prompts: Sequence[str], functions: dict
         timed_pass(fn, batches[:1], device, new_tokens)
     times: dict[str, list[float]] = {name: [] for name in functions}
     outputs: dict[str, list[torch.Tensor]] = {}
+    bar = tqdm(total=repeats * len(functions), desc=f"batch {batch_size}", unit="pass")
     for _ in range(repeats):
         for name, fn in functions.items():
+            bar.set_postfix_str(name)
             seconds, outputs[name] = timed_pass(fn, batches, device, new_tokens)
             times[name].append(seconds)
+            bar.update()
+    bar.close()
 
     # untimed reference for cache steering: the same input (prompt + offset token), no edit
     kwargs = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
