@@ -92,3 +92,18 @@ def test_table_and_figure(bench, measured, tmp_path, capsys):
     assert "CAA one-shot" in table and "1.57" in table  # the paper's ratio at batch 1 beside this run's
     bench.draw_figure(report, tmp_path / "latency.png")
     assert (tmp_path / "latency.png").stat().st_size > 10_000
+
+
+def test_readme_quotes_the_stored_benchmark():
+    """The README's latency table is typed from data/results/benchmarks/latency_cpu.json: it must match it."""
+    import json
+
+    stored = json.loads((REPO / "data" / "results" / "benchmarks" / "latency_cpu.json").read_text())
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    for result in stored["results"]:
+        for name, method in result["methods"].items():
+            ms = method["ms_per_token"]
+            quoted = f"{ms:.1f}" if result["batch_size"] == 1 else f"{ms:.2f}"
+            if name != "baseline":
+                quoted += f" ({method['ratio_to_baseline']:.2f}x)"
+            assert quoted in readme, f"README lacks {quoted!r} for {name} at batch {result['batch_size']}"
