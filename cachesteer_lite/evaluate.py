@@ -444,11 +444,12 @@ def wilson_interval(correct: int, n: int, z: float = Z_95) -> tuple[float, float
     return (0.0 if correct == 0 else centre - half), (1.0 if correct == n else centre + half)
 
 
-def read_records(path: Path) -> dict[int, dict]:
+def read_records(path: Path, repair: bool = True) -> dict[int, dict]:
     """The records of an items file by item index, repairing what an interruption can leave behind.
 
     A last line cut off mid-write is dropped; a repeated index keeps its first record. When anything was
-    dropped the file is rewritten (atomically), so that every item appears in it exactly once.
+    dropped and ``repair`` is set (the runner's case) the file is rewritten (atomically), so that every item
+    appears in it exactly once; readers of stored results pass ``repair=False`` and leave the file as it is.
     """
     if not path.is_file():
         return {}
@@ -466,7 +467,7 @@ def read_records(path: Path) -> dict[int, dict]:
         if record["index"] in records or not line.endswith("\n"):
             clean = False
         records.setdefault(record["index"], record)
-    if not clean:
+    if not clean and repair:
         _write_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records.values()))
     return records
 

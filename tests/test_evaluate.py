@@ -144,6 +144,9 @@ def test_damaged_items_file_is_repaired(tmp_path: Path) -> None:
     path.write_text('{"index": 0, "a": 1}\n{"index": 1, "a": 2}\n{"index": 0, "a": 3}\n' + cut_short, encoding="utf-8")
     assert read_records(path) == {0: {"index": 0, "a": 1}, 1: {"index": 1, "a": 2}}
     assert _lines(path) == [{"index": 0, "a": 1}, {"index": 1, "a": 2}]
+    path.write_text('{"index": 0}\n{"index": 1', encoding="utf-8")
+    assert read_records(path, repair=False) == {0: {"index": 0}}
+    assert path.read_text(encoding="utf-8") == '{"index": 0}\n{"index": 1'  # read, not repaired
     path.write_text('{"index": 0}\nnot json\n{"index": 1}\n', encoding="utf-8")
     with pytest.raises(ValueError, match="line 2: not valid JSON"):
         read_records(path)

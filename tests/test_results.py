@@ -130,6 +130,15 @@ def test_collect_grids_reads_both_coefficients_and_the_degenerate_share(tmp_path
     assert collect_grids(tmp_path, model="another-model") == []
 
 
+def test_reading_stored_results_never_rewrites_them(tmp_path: Path) -> None:
+    _store_point(tmp_path, "cache_steering", "n100_k5_c6", {"c_values": 6.0}, ["A", "B"])
+    items = next(tmp_path.rglob("items.jsonl"))
+    damaged = items.read_text() + '{"index": 2, "resp'  # a last line cut off mid-write
+    items.write_text(damaged)
+    assert collect_grids(tmp_path)[0]["degenerate"] == 0.0  # the cut-off line is skipped...
+    assert items.read_text() == damaged  # ...and the file is left as it was
+
+
 def test_collect_grids_agrees_with_the_stored_selection_files() -> None:
     grids = collect_grids(RESULTS_DIR)
     stored = 0
