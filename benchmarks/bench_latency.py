@@ -338,6 +338,12 @@ def draw_figure(report: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def portable(path: Path) -> str:
+    """``path`` relative to the repository when it lies inside it, so that a stored report names no machine."""
+    path = path.resolve()
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+
 def main(argv: Sequence[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", choices=("cpu", "cuda"), default=default_device())
@@ -367,7 +373,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     measured = measure(model, tokenizer, steering, activation, n_prompts=args.n_prompts, new_tokens=args.new_tokens,
                        repeats=args.repeats, batch_sizes=args.batch_sizes)
 
-    config = vars(args) | {"out": str(args.out), "figure": str(args.figure), "dtype": str(model.dtype),
+    config = vars(args) | {"out": portable(args.out), "figure": portable(args.figure), "dtype": str(model.dtype),
                            "contrastive_set": contrastive} | measured.pop("settings")
     report = {"config": config, **measured,
               "paper": {**PAPER, "ratios": {str(bs): r for bs, r in paper_ratios().items()}},

@@ -107,3 +107,8 @@ def test_readme_quotes_the_stored_benchmark():
             if name != "baseline":
                 quoted += f" ({method['ratio_to_baseline']:.2f}x)"
             assert quoted in readme, f"README lacks {quoted!r} for {name} at batch {result['batch_size']}"
+
+
+def test_stored_paths_name_no_machine(bench, tmp_path):
+    assert bench.portable(bench.REPO / "data" / "results" / "x.json") == "data/results/x.json"
+    assert bench.portable(tmp_path / "x.json") == str(tmp_path.resolve() / "x.json")  # outside: kept whole
