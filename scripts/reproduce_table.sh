@@ -5,9 +5,9 @@
 # pairs of 5 demonstrations each. Every run resumes where it stopped.
 # Activation steering (method caa, not in the default list) uses the same pairs and chooses its multiplier on
 # the same held-out items, from 0.5, 1, 3 (the paper's search) and 8, at layer 15 of 30 (mid-depth, where the
-# paper's SmolLM2-360M layers 14-17 of 32 lie): four points against cache steering's three, where the paper also
-# searched the layer, to keep a task's CAA row under an hour on one CPU thread. It runs in the cached mode: the paper's
-# mode recomputes the whole sequence for every token, which a CPU cannot afford at 256 tokens.
+# paper's SmolLM2-360M layers 14-17 of 32 lie): four points against cache steering's three. The paper also
+# searched the layer; one layer keeps a task's CAA row under an hour on one CPU thread. It runs in the cached
+# mode: the paper's mode recomputes the whole sequence for every token, which a CPU cannot afford at 256 tokens.
 #
 #   scripts/reproduce_table.sh TASK [METHOD ...]      (default: the paper's four methods)
 #   scripts/reproduce_table.sh arc_challenge caa
