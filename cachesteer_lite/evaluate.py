@@ -444,12 +444,12 @@ def wilson_interval(correct: int, n: int, z: float = Z_95) -> tuple[float, float
     return (0.0 if correct == 0 else centre - half), (1.0 if correct == n else centre + half)
 
 
-def read_records(path: Path, repair: bool = True) -> dict[int, dict]:
-    """The records of an items file by item index, repairing what an interruption can leave behind.
+def read_records(path: Path, repair: bool = False) -> dict[int, dict]:
+    """The records of an items file by item index, skipping what an interruption can leave behind.
 
-    A last line cut off mid-write is dropped; a repeated index keeps its first record. When anything was
-    dropped and ``repair`` is set (the runner's case) the file is rewritten (atomically), so that every item
-    appears in it exactly once; readers of stored results pass ``repair=False`` and leave the file as it is.
+    A last line cut off mid-write is dropped; a repeated index keeps its first record. Reading never changes
+    the file unless ``repair`` is set: the runner, which resumes into the file, sets it so that the dropped
+    lines are rewritten away (atomically) and every item appears exactly once.
     """
     if not path.is_file():
         return {}
@@ -599,7 +599,7 @@ def evaluate(
     runs = []
     for seed in config.seeds if config.do_sample else (None,):
         path = run_dir / items_file(seed)
-        done = read_records(path)
+        done = read_records(path, repair=True)  # appending after a cut-off line would corrupt the file
         bar = tqdm(total=len(items), desc=f"{config.task} {config.method}" + ("" if seed is None else f" seed {seed}"),
                    unit="item", disable=not progress)
         bar.update(sum(item.index in done for item in items))

@@ -144,7 +144,7 @@ def degenerate(result: dict[str, Any], run_dir: str | Path) -> float:
 
     if "degenerate" in result:
         return result["degenerate"]
-    shares = [degenerate_share([r["response"] for r in read_records(Path(run_dir) / run["items_file"], repair=False).values()])
+    shares = [degenerate_share([r["response"] for r in read_records(Path(run_dir) / run["items_file"]).values()])
               for run in result["runs"]]
     return sum(shares) / len(shares)
 

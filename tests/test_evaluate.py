@@ -142,14 +142,27 @@ def test_damaged_items_file_is_repaired(tmp_path: Path) -> None:
     path = tmp_path / "items.jsonl"
     cut_short = '{"index": 2, "a"'
     path.write_text('{"index": 0, "a": 1}\n{"index": 1, "a": 2}\n{"index": 0, "a": 3}\n' + cut_short, encoding="utf-8")
-    assert read_records(path) == {0: {"index": 0, "a": 1}, 1: {"index": 1, "a": 2}}
+    assert read_records(path, repair=True) == {0: {"index": 0, "a": 1}, 1: {"index": 1, "a": 2}}
     assert _lines(path) == [{"index": 0, "a": 1}, {"index": 1, "a": 2}]
     path.write_text('{"index": 0}\n{"index": 1', encoding="utf-8")
-    assert read_records(path, repair=False) == {0: {"index": 0}}
+    assert read_records(path) == {0: {"index": 0}}
     assert path.read_text(encoding="utf-8") == '{"index": 0}\n{"index": 1'  # read, not repaired
     path.write_text('{"index": 0}\nnot json\n{"index": 1}\n', encoding="utf-8")
     with pytest.raises(ValueError, match="line 2: not valid JSON"):
         read_records(path)
+
+
+def test_a_run_killed_mid_write_resumes_into_a_clean_file(smollm2, tmp_path: Path) -> None:
+    """Reading is read-only by default, so the runner must ask for the repair: appending after a cut-off last
+    line would glue two records into one line and damage the file for good."""
+    model, tokenizer = smollm2
+    config = EvalConfig("arc_challenge", "baseline", **TINY)
+    with pytest.raises(Interrupted):
+        evaluate(model, tokenizer, config, tmp_path, progress=False, on_batch=_stop_after_first_batch)
+    path = tmp_path / "items.jsonl"
+    path.write_text(path.read_text(encoding="utf-8") + '{"index": 5, "resp', encoding="utf-8")  # killed mid-write
+    result = evaluate(model, tokenizer, config, tmp_path, progress=False)
+    assert sorted(r["index"] for r in _lines(path)) == list(range(6)) and result["n"] == 6
 
 
 def test_cache_steering_greedy_runs_are_deterministic(smollm2, tmp_path: Path) -> None:

@@ -151,7 +151,7 @@ def test_collect_grids_agrees_with_the_stored_selection_files() -> None:
             assert len(matches) == 1 and matches[0]["accuracy"] == point["accuracy"]
             assert 0 <= matches[0]["degenerate"] <= 1
             stored += 1
-    assert stored >= 24  # the stored table: 8 steering rows, 3 coefficients each
+    assert stored >= 40  # the stored table: 8 cache-steering rows x 3 coefficients, 4 CAA rows x 4 multipliers
 
 
 def _records(correct: list[bool]) -> dict[int, dict]:
