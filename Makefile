@@ -1,5 +1,6 @@
 # The two commands of the README: `make book` (execute the notebooks on the embedded model, build the HTML)
-# and `make test` (the test suite, then the strict book build and a check of the built site in a browser).
+# and `make test` (the type checker and linter, the test suite, then the strict book build and a check of the
+# built site in a browser).
 # All targets set up .venv first.
 SHELL := /bin/bash
 VENV := .venv/bin
@@ -13,15 +14,29 @@ BOOK_ENV := CACHESTEER_MODEL=$${CACHESTEER_MODEL:-smollm2-135m-instruct} \
 # OMP_NUM_THREADS=1: on a CPU shared with other jobs, torch's default (one thread per core) made generation
 # with the 135M model over 20 times slower than one thread; set it explicitly to use more threads.
 
-.PHONY: setup test book check-site benchmark clean
+.PHONY: setup test test-fast check book check-site benchmark pages clean
 
 setup:
 	bash scripts/setup.sh
 
 test: setup
+	$(MAKE) --no-print-directory check
 	$(VENV)/python -m pytest -q
 	$(MAKE) --no-print-directory book
 	$(MAKE) --no-print-directory check-site
+
+# The fast lane: every module, without the end-to-end runs, the Gemma-3 conversion, the server and the style grid.
+test-fast: setup
+	$(VENV)/python -m pytest -q -m "not slow"
+
+# The type checker and the linter, both clean.
+check: setup
+	$(VENV)/mypy
+	$(VENV)/ruff check cachesteer_lite tests benchmarks scripts
+
+# The generated tables of book/reproducibility.md (results and deviations), from the stored runs and the code.
+pages: setup
+	$(VENV)/python -m cachesteer_lite pages
 
 # Every notebook runs from a clean kernel; any cell error or Sphinx warning fails the build (-W; --all and the
 # fresh _build/html: every page is rebuilt, and no page of an earlier build is left behind).

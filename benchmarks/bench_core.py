@@ -15,36 +15,26 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from cachesteer_lite import Demonstration, chat_prompt, contrastive_pair, encode, extract_steering_vector, load_model
-from cachesteer_lite.data import load_items
-from cachesteer_lite.provenance import run_record
-from cachesteer_lite.steering import offset_token_id, steered_generate
-from cachesteer_lite.traces import read_traces
+from cachesteer_lite import (
+    Demonstration,
+    append_offset,
+    chat_prompt,
+    contrastive_pair,
+    encode,
+    extract_steering_vector,
+    load_items,
+    load_model,
+    steered_generate,
+)
+from cachesteer_lite.runs.provenance import run_record
+from cachesteer_lite.runs.timing import interleaved
+from cachesteer_lite.tasks.traces import read_traces
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def interleaved(fns: dict[str, callable], repeats: int) -> dict[str, float]:
-    """Median seconds of each function, measured in alternation after one warm-up of each."""
-    for fn in fns.values():
-        fn()
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def load_times() -> dict[str, float]:
@@ -68,13 +58,10 @@ def load_times() -> dict[str, float]:
 def decoding(model, tokenizer, vector, batch_size: int, n_prompts: int, new_tokens: int, repeats: int) -> dict:
     """Tokens/s of plain and cache-steered generation on the same inputs, at one batch size."""
     prompts = [chat_prompt(tokenizer, item.question) for item in load_items("arc_challenge", "test", limit=n_prompts)]
-    offset = offset_token_id(tokenizer, "\n")
     batches = []
     for start in range(0, n_prompts, batch_size):
         batch = encode(tokenizer, prompts[start : start + batch_size])
-        ids = torch.cat([batch.input_ids, torch.full_like(batch.input_ids[:, :1], offset)], 1)
-        mask = torch.cat([batch.attention_mask, torch.ones_like(batch.attention_mask[:, :1])], 1)
-        batches.append((ids, mask))
+        batches.append(append_offset(tokenizer, batch.input_ids, batch.attention_mask))
     kwargs = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
                   pad_token_id=tokenizer.pad_token_id)
 

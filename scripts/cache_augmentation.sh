@@ -20,15 +20,15 @@ runs=$out/smollm2-135m-instruct/cache_augmentation/runs
 all_runs=("$runs/coprocessor_n4" "$runs/coprocessor_n16" "$runs/pause_n4" "$runs/pause_n16")
 
 train() {  # train KIND N_LATENTS
-    python -m cachesteer_lite.coprocessor train --kind "$1" --n-latents "$2" --n-ahead 8 --steps 200 \
+    python -m cachesteer_lite augmentation train --kind "$1" --n-latents "$2" --n-ahead 8 --steps 200 \
         --batch-size 8 --threads "$threads" --out "$runs/${1}_n$2"
 }
 perplexity() {
-    python -m cachesteer_lite.coprocessor perplexity "${all_runs[@]}" --limit 150 --positions 4 \
+    python -m cachesteer_lite augmentation perplexity "${all_runs[@]}" --limit 150 --positions 4 \
         --threads "$threads" --json "$(dirname "$runs")/perplexity.json"
 }
 gsm8k() {
-    python -m cachesteer_lite.evaluate --task gsm8k --method cache_augmentation --checkpoint "$runs/coprocessor_n16" \
+    python -m cachesteer_lite evaluate --task gsm8k --method cache_augmentation --checkpoint "$runs/coprocessor_n16" \
         --limit 300 --max-new-tokens 256 --batch-size 16 --threads "$threads" --output-dir "$out"
 }
 

@@ -20,7 +20,7 @@ methods=("$@")
 # GSM8K is steered at much smaller coefficients in the paper (1-3) than the multiple-choice tasks (4-10).
 if [ "$task" = gsm8k ]; then grid=(1 2 4); else grid=(2 6 10); fi
 for method in "${methods[@]}"; do
-    python -m cachesteer_lite.evaluate --task "$task" --method "$method" --limit 300 --max-new-tokens 256 \
+    python -m cachesteer_lite evaluate --task "$task" --method "$method" --limit 300 --max-new-tokens 256 \
         --batch-size 16 --threads "${THREADS:-2}" --select --select-limit 50 --grid-c-values "${grid[@]}" \
         --grid-n-pairs 100 --grid-n-demonstrations 5 --grid-layers 15 --grid-multipliers 0.5 1 3 8 \
         --caa-mode cached --output-dir "${OUTPUT_DIR:-data/results}"

@@ -1,0 +1,145 @@
+"""What the book's notebooks and pages share: printing answers, reading stored runs, and the generated parts of
+the reproducibility page.
+
+The reproducibility page holds blocks that code writes (``python -m cachesteer_lite pages``) and a test checks:
+the results table (:func:`runs.results.comparison_table` of every stored run) and the deviation tables, built
+from the ``DEVIATIONS`` lists that sit next to the code that deviates, plus the choices of the book's own stored
+runs and notebooks listed here. So the page and the code cannot disagree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import textwrap
+
+from . import augmentation
+from .core import prompts, steering
+from .core.deviations import Deviation, markdown_table
+from .files import checkout
+from .runs import runner
+from .runs.results import StoredRun, collect, comparison_table, load_run, stored_results_dir
+from .tasks import contrastive, data, scoring
+
+STORED_MODEL = "smollm2-135m-instruct"  # the model of the book's stored runs
+PAGE = "book/reproducibility.md"
+
+MODEL_DEVIATIONS: tuple[Deviation, ...] = (
+    Deviation(
+        "Model weights",
+        "full-precision checkpoints (run in fp32) of SmolLM2-360M-Instruct and larger models",
+        "on a CPU: SmolLM2-135M-Instruct, from a 4-bit Q4_1 GGUF file dequantised to fp32",
+        "a smaller model, and rounded weights: absolute accuracies cannot equal the paper's. On a GPU the "
+        "notebooks accept the paper's hub models",
+    ),
+)
+# How the book's stored runs (scripts/reproduce_table.sh) and its notebooks' quick runs differ from the paper.
+RUN_DEVIATIONS: tuple[Deviation, ...] = (
+    Deviation(
+        "Evaluation subset",
+        "the whole evaluation split (1172–1838 questions)",
+        "the first 300 questions of each split (the library takes the whole split, or its first `limit` items in "
+        "dataset order, recorded)",
+        "intervals about twice as wide as the paper's would be",
+    ),
+    Deviation(
+        "Answer length in the stored runs",
+        "`max_new_tokens` = 768",
+        "256 (`scripts/reproduce_table.sh`), to fit 16 runs of 300 questions on a CPU",
+        "answers longer than 256 tokens are cut before the extraction step reads them: steered answers are hit "
+        "hardest, so their word counts are lower bounds and their accuracy may be too",
+    ),
+    Deviation(
+        "Steering settings of the stored runs",
+        "`best_args.yaml`: for SmolLM2-360M 300–400 pairs of 10–12 demonstrations, `c_values` 4–10; how they were "
+        "chosen is not documented",
+        "100 pairs (all the shipped traces cover) of 5 demonstrations; `c_values` chosen from {2, 6, 10} "
+        "({1, 2, 4} for GSM8K) on 50 held-out questions, a tie going to the first (smallest) value",
+        "fewer, shorter demonstrations make a noisier vector; 50 held-out questions can only tell large "
+        "differences apart, and the tie rule favours the mildest edit (CommonsenseQA: 26% at both 2 and 6, so 2 "
+        "was used)",
+    ),
+    Deviation(
+        "Activation steering (CAA) in the stored runs",
+        "no KV cache: every forward pass recomputes the sequence and steers its last position; 200 pairs; the "
+        "layer and a multiplier from {0.5, 1, 3}",
+        "the cached mode (each new token steered once and kept in the cache), the same 100 pairs of 5 "
+        "demonstrations as cache steering, layer 15 of 30 (mid-depth, like the paper's 14–17 of 32), the "
+        "multiplier chosen from {0.5, 1, 3, 8} on the same 50 held-out items (`scripts/reproduce_table.sh TASK "
+        "caa`)",
+        "the paper's mode costs a whole-sequence pass per token, which a CPU cannot afford at 256 tokens; in it, "
+        "earlier tokens are re-read unsteered, in ours they stay steered (notebook 6 times all three modes). One "
+        "layer keeps the search to four points, near cache steering's three; a layer search could find a better "
+        "CAA setting than ours",
+    ),
+    Deviation(
+        "Demonstrations in the notebooks' quick runs",
+        "nearest neighbours by sentence embedding, *N* = 100–400 pairs, *k* = 5–12",
+        "notebooks 3 and 4: a seeded random draw, *N* = 12, *k* = 3 in `quick` (*N* = 100, *k* = 10 in `full`)",
+        "fewer, less similar demonstrations; the library implements the paper's nearest-neighbour selection",
+    ),
+    Deviation(
+        "Answer length in the quick runs",
+        "`max_new_tokens` = 768",
+        "80 in notebook 4's `quick` setting",
+        "long answers are cut off; lengths there are lower bounds",
+    ),
+)
+# The deviation tables of the reproducibility page, by block name.
+DEVIATION_GROUPS: dict[str, tuple[Deviation, ...]] = {
+    "deviations-steering": MODEL_DEVIATIONS + prompts.DEVIATIONS + steering.DEVIATIONS + data.DEVIATIONS
+    + contrastive.DEVIATIONS + scoring.DEVIATIONS + runner.DEVIATIONS + RUN_DEVIATIONS,
+    "deviations-augmentation": augmentation.DEVIATIONS,
+}
+
+
+def show(text: str, width: int = 110) -> str:
+    """A generated text for printing: each non-empty line wrapped at ``width`` characters."""
+    return "\n".join(textwrap.fill(line, width) for line in text.strip().splitlines() if line.strip())
+
+
+def stored_run(task: str, method: str, model: str = STORED_MODEL) -> StoredRun | None:
+    """A finished stored run of the book (``data/results/{model}/{task}/{method}``), or None when there is none."""
+    run_dir = stored_results_dir() / model.replace("/", "__") / task / method
+    return load_run(run_dir) if (run_dir / "results.json").is_file() else None
+
+
+def page_blocks() -> dict[str, str]:
+    """The generated blocks of the reproducibility page, by name: the results table and the deviation tables."""
+    blocks = {"results-table": comparison_table(collect(model=STORED_MODEL))}
+    blocks.update({name: markdown_table(rows) for name, rows in DEVIATION_GROUPS.items()})
+    return blocks
+
+
+def with_blocks(text: str, blocks: dict[str, str]) -> str:
+    """``text`` with the part between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->`` replaced by each block."""
+    for name, content in blocks.items():
+        start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+        if text.count(start) != 1 or text.count(end) != 1 or text.index(start) > text.index(end):
+            raise ValueError(f"the page needs exactly one {start} ... {end} block")
+        before, rest = text.split(start)
+        text = f"{before}{start}\n{content}\n{end}{rest.split(end)[1]}"
+    return text
+
+
+def run_pages(args: argparse.Namespace) -> int:
+    """Write the generated blocks into the reproducibility page (with ``--check``: only say whether it is current)."""
+    root = checkout()
+    if root is None:
+        raise SystemExit("the book's pages are in a checkout of the repository; run this command from one")
+    path = root / PAGE
+    text = path.read_text(encoding="utf-8")
+    updated = with_blocks(text, page_blocks())
+    if args.check:
+        print(f"{PAGE}: {'up to date' if updated == text else 'out of date: run python -m cachesteer_lite pages'}")
+        return 0 if updated == text else 1
+    path.write_text(updated, encoding="utf-8")
+    print(f"{PAGE}: {'updated' if updated != text else 'already up to date'}")
+    return 0
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    """Add ``pages`` to the command line."""
+    parser = commands.add_parser("pages", help="write the generated tables of the book's reproducibility page",
+                                 description=run_pages.__doc__)
+    parser.add_argument("--check", action="store_true", help="exit 1 when the page is out of date; change nothing")
+    parser.set_defaults(handler=run_pages)

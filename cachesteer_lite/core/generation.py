@@ -1,0 +1,91 @@
+"""The batched generation loop that every method of the library shares, and decoding of its output.
+
+A method (plain generation, cache steering, activation steering, cache augmentation) only says how to generate
+the new tokens of one left-padded batch; :func:`batched_completions` does the rest the same way for all of them:
+prompts run longest first so that neighbours waste little padding, every batch is checked against the model's
+context before it runs, and the answers come back decoded, in the input order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from .prompts import check_fits, encode, longest_first
+
+NewTokens = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Completion:
+    """A generated answer: its text (special tokens removed) and how many tokens the model produced."""
+
+    text: str
+    n_tokens: int
+
+
+def eos_token_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> set[int]:
+    """Every token id that ends generation: the generation config's (one or a list) and the tokenizer's."""
+    eos = model.generation_config.eos_token_id
+    ids = set(eos if isinstance(eos, list) else [eos]) if eos is not None else set()
+    return ids | ({tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set())
+
+
+def decode_completions(
+    tokenizer: PreTrainedTokenizerBase, new_tokens: torch.Tensor, eos_ids: set[int]
+) -> list[Completion]:
+    """Decode new tokens, counting each row up to and including its first EOS (the padding after it is not
+    generated text)."""
+    out = []
+    for row in new_tokens.tolist():
+        stop = next((i + 1 for i, token in enumerate(row) if token in eos_ids), len(row))
+        out.append(Completion(tokenizer.decode(row[:stop], skip_special_tokens=True), stop))
+    return out
+
+
+def generation_settings(
+    tokenizer: PreTrainedTokenizerBase, max_new_tokens: int, generate_kwargs: dict[str, Any]
+) -> dict[str, Any]:
+    """``model.generate`` keyword arguments: greedy unless the caller says otherwise, the token budget, and the
+    tokenizer's padding id."""
+    settings = {"do_sample": False, **generate_kwargs, "max_new_tokens": max_new_tokens}
+    settings.setdefault("pad_token_id", tokenizer.pad_token_id)
+    return settings
+
+
+def batched_completions(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[str],
+    new_tokens: NewTokens,
+    *,
+    extra_tokens: int,
+    batch_size: int = 16,
+    progress: bool = True,
+) -> list[Completion]:
+    """Answer every prompt with ``new_tokens(input_ids, attention_mask)``, the generated ids of one left-padded
+    batch: prompts run longest first, to waste little padding, and come back decoded in the input order.
+
+    ``extra_tokens`` is how far each prompt may grow (offset token, latents, new tokens); a batch that would
+    outgrow the model's context is refused before it runs. Every generation method of the library runs here.
+    """
+    if isinstance(prompts, str):
+        raise TypeError("prompts must be a sequence of strings, not one string")
+    if not prompts:
+        raise ValueError("no prompts given")
+    order = longest_first(tokenizer, prompts)
+    eos_ids = eos_token_ids(model, tokenizer)
+    results: dict[int, Completion] = {}
+    for start in tqdm(range(0, len(order), batch_size), desc="generating", unit="batch", disable=not progress):
+        indices = order[start : start + batch_size]
+        batch = encode(tokenizer, [prompts[i] for i in indices], model.device)
+        check_fits(model, batch.attention_mask, extra_tokens)
+        generated = new_tokens(batch.input_ids, batch.attention_mask)
+        for i, completion in zip(indices, decode_completions(tokenizer, generated, eos_ids), strict=True):
+            results[i] = completion
+    return [results[i] for i in range(len(prompts))]

@@ -1,0 +1,227 @@
+"""Steering vectors for keys and values: extraction from contrastive prompt pairs, saving and loading.
+
+For every layer the vector is the mean over pairs of (positive - negative) key and value at one token of the
+prompt (by default the last one), shape ``[n_kv_heads, head_dim]`` (paper-reference section 2.3). Stored as
+safetensors (tensors) + JSON (metadata), never pickle.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from .cache import prefill, read_position
+from .prompts import check_fits, encode, longest_first
+
+
+class IncompatibleVectorError(ValueError):
+    """A steering vector does not fit the model's cache (other layer count, head count or head size)."""
+
+
+def model_fingerprint(model: PreTrainedModel) -> dict[str, int | str]:
+    """The cache shape a vector must match: layers, KV heads and head size, plus the architecture."""
+    config = model.config.get_text_config()
+    n_heads = config.num_attention_heads
+    return {
+        "architecture": type(model).__name__,
+        "n_layers": int(config.num_hidden_layers),
+        "n_kv_heads": int(getattr(config, "num_key_value_heads", None) or n_heads),
+        "head_dim": int(getattr(config, "head_dim", None) or config.hidden_size // n_heads),
+    }
+
+
+def model_id(model: PreTrainedModel) -> str:
+    """The name the model was loaded by (``load_model`` records it), else its ``name_or_path``."""
+    return getattr(model, "name_or_alias", None) or model.config.name_or_path
+
+
+@dataclass
+class VectorMetadata:
+    """Where a steering vector came from; saved as JSON next to the tensors."""
+
+    model_id: str
+    fingerprint: dict[str, int | str]
+    token_offset: int
+    token_texts: list[str]
+    n_pairs: int
+    created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    notes: dict = field(default_factory=dict)
+
+
+@dataclass
+class SteeringVector:
+    """Per-layer key and value directions, each ``[n_layers, n_kv_heads, head_dim]`` in float32."""
+
+    keys: torch.Tensor
+    values: torch.Tensor
+    metadata: VectorMetadata
+
+    def check_compatible(self, model: PreTrainedModel) -> None:
+        """Raise IncompatibleVectorError unless the model's cache has this vector's shape.
+
+        Shapes decide; a different model name with the same shapes only warns (a base and an instruct
+        model share shapes, and steering across them is a legitimate experiment).
+        """
+        names = ("n_layers", "n_kv_heads", "head_dim")
+        check_shapes("steering vector", self.metadata.model_id,
+                     {k: int(self.metadata.fingerprint[k]) for k in names},
+                     {k: int(model_fingerprint(model)[k]) for k in names}, model)
+
+    def save(self, path: str | Path) -> tuple[Path, Path]:
+        """Write ``<path>.safetensors`` and ``<path>.json``; return both paths."""
+        return write_vector_files(path, {"keys": self.keys, "values": self.values}, self.metadata)
+
+    @classmethod
+    def load(cls, path: str | Path) -> SteeringVector:
+        """Read a vector written by :meth:`save` (``path`` may name either file or their common stem)."""
+        tensors, fields = read_vector_files(path, "a steering vector")
+        return cls(tensors["keys"], tensors["values"], VectorMetadata(**fields))
+
+
+def check_shapes(what: str, source: str, ours: dict[str, int], theirs: dict[str, int], model: PreTrainedModel) -> None:
+    """Raise IncompatibleVectorError when a vector's shapes (``ours``) differ from the model's (``theirs``);
+    warn when only the model name (``source``, where the vector came from) differs."""
+    if ours != theirs:
+        raise IncompatibleVectorError(
+            f"{what} from {source!r} has {ours}, but the model {model_id(model)!r} has {theirs}; "
+            "extract a new vector for this model"
+        )
+    if source != model_id(model):
+        warnings.warn(f"{what} was extracted from {source!r}, applying it to {model_id(model)!r}", stacklevel=3)
+
+
+def write_vector_files(path: str | Path, tensors: dict[str, torch.Tensor], metadata: Any) -> tuple[Path, Path]:
+    """Write ``tensors`` to ``<path>.safetensors`` and the dataclass ``metadata`` to ``<path>.json`` (never
+    pickle); return both paths."""
+    stem = _stem(path)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    tensors_path, meta_path = stem.with_suffix(".safetensors"), stem.with_suffix(".json")
+    save_file({name: tensor.contiguous() for name, tensor in tensors.items()}, tensors_path)
+    meta_path.write_text(json.dumps(asdict(metadata), indent=2, ensure_ascii=False) + "\n")
+    return tensors_path, meta_path
+
+
+def read_vector_files(path: str | Path, what: str) -> tuple[dict[str, torch.Tensor], dict]:
+    """The tensors and the metadata fields written by :func:`write_vector_files`; a missing file is named."""
+    stem = _stem(path)
+    tensors_path, meta_path = stem.with_suffix(".safetensors"), stem.with_suffix(".json")
+    for required in (tensors_path, meta_path):
+        if not required.is_file():
+            raise FileNotFoundError(f"{required} not found: {what} is a .safetensors + .json pair")
+    return load_file(tensors_path), json.loads(meta_path.read_text())
+
+
+def _stem(path: str | Path) -> Path:
+    """The common stem of a vector's two files, whichever of the three names is given."""
+    path = Path(path)
+    return path.with_suffix("") if path.suffix in (".safetensors", ".json") else path
+
+
+@torch.no_grad()
+def read_at_token(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    texts: Sequence[str],
+    read: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    *,
+    token_offset: int = -1,
+    batch_size: int = 16,
+    progress: bool = True,
+    desc: str = "reading",
+) -> tuple[torch.Tensor, list[str]]:
+    """``read(input_ids, attention_mask)`` (one row per prompt) over every prompt, rows stacked in input order,
+    plus the token at ``token_offset`` of each prompt.
+
+    ``token_offset`` counts from the end of the prompt (-1: the last token). Prompts run longest first in
+    left-padded batches, so that similar lengths share a batch and the column ``token_offset`` holds the same
+    real token position in every row.
+    """
+    if token_offset >= 0:
+        raise ValueError(f"token_offset counts from the end of the prompt and must be negative, got {token_offset}")
+    order = longest_first(tokenizer, texts)
+    rows: list[torch.Tensor | None] = [None] * len(texts)
+    tokens: list[str] = [""] * len(texts)
+    for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch", disable=not progress):
+        indices = order[start : start + batch_size]
+        batch = encode(tokenizer, [texts[i] for i in indices], model.device)
+        check_fits(model, batch.attention_mask)
+        if not bool(batch.attention_mask[:, token_offset].all()):
+            raise ValueError(f"a prompt is shorter than {-token_offset} tokens; token_offset {token_offset} is invalid")
+        per_row = read(batch.input_ids, batch.attention_mask)
+        read_tokens = [tokenizer.decode([token]) for token in batch.input_ids[:, token_offset].tolist()]
+        for row, i in enumerate(indices):
+            rows[i] = per_row[row].float().cpu()
+            tokens[i] = read_tokens[row]
+    return torch.stack(rows), tokens
+
+
+def read_prompt_kv(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    texts: Sequence[str],
+    *,
+    token_offset: int = -1,
+    batch_size: int = 16,
+    progress: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Every layer's key and value at one token of each prompt: ``[n_texts, n_layers, n_kv_heads, head_dim]``
+    each, plus the token read in each prompt (batched as :func:`read_at_token` says)."""
+
+    def key_and_value(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        keys, values = read_position(prefill(model, input_ids, attention_mask), token_offset)  # [layers, batch, ...]
+        return torch.stack((keys, values), dim=2).transpose(0, 1)  # [batch, layers, key/value, heads, dim]
+
+    rows, tokens = read_at_token(model, tokenizer, texts, key_and_value, token_offset=token_offset,
+                                 batch_size=batch_size, progress=progress, desc="reading KV")
+    return rows[:, :, 0], rows[:, :, 1], tokens
+
+
+def pair_texts(pairs: Sequence[tuple[str, str]]) -> list[str]:
+    """The positive prompts, then their negatives in the same order (what :func:`pair_mean_difference` expects)."""
+    if not pairs:
+        raise ValueError("no contrastive pairs given: extraction needs at least one (positive, negative) pair")
+    return [p for p, _ in pairs] + [n for _, n in pairs]
+
+
+def pair_mean_difference(rows: torch.Tensor) -> torch.Tensor:
+    """Mean of (positive - negative) over pairs, for rows read from :func:`pair_texts`: rows [0, n) are the
+    positive prompts and [n, 2n) their negatives."""
+    n = len(rows) // 2
+    return (rows[:n] - rows[n:]).mean(0)
+
+
+def extract_steering_vector(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    pairs: Sequence[tuple[str, str]],
+    *,
+    token_offset: int = -1,
+    batch_size: int = 16,
+    progress: bool = True,
+) -> SteeringVector:
+    """Mean (positive - negative) key and value at one token of each prompt, for every layer.
+
+    ``pairs`` are (positive, negative) prompt texts, for example from :func:`prompts.contrastive_pair`.
+    ``token_offset`` counts from the end of each prompt: -1 is the last token, -2 the one before.
+    """
+    keys, values, tokens = read_prompt_kv(
+        model, tokenizer, pair_texts(pairs), token_offset=token_offset, batch_size=batch_size, progress=progress
+    )
+    metadata = VectorMetadata(
+        model_id=model_id(model),
+        fingerprint=model_fingerprint(model),
+        token_offset=token_offset,
+        token_texts=sorted(set(tokens)),
+        n_pairs=len(pairs),
+    )
+    return SteeringVector(pair_mean_difference(keys), pair_mean_difference(values), metadata)

@@ -1,0 +1,307 @@
+"""The evaluation runner: one method on the items of one task, resumable, scored and stored with its provenance.
+
+A run answers every item of an evaluation split (or its first ``limit`` items) with one method, scores the
+answers (:mod:`tasks.scoring`: the extraction step is never steered, for any method) and writes, in its run
+directory:
+
+* ``items.jsonl`` (``items_seed{S}.jsonl`` per sampling run): one record per item, appended as each batch
+  completes (:mod:`records`), so an interrupted run resumes where it stopped and the file holds each item once;
+* ``run.json``: the settings the records were made with (a rerun with other settings is refused);
+* ``results.json``: accuracy with a 95% Wilson interval, mean output length in tokens and words, the share of
+  degenerate answers, the full configuration, library versions, hardware and wall time.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+import warnings
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from ..core.deviations import Deviation
+from ..core.generation import Completion
+from ..core.prompts import chat_prompt, longest_first
+from ..core.vectors import model_id
+from ..tasks.contrastive import trace_coverage
+from ..tasks.data import Item, load_items
+from ..tasks.quality import degenerate_share
+from ..tasks.scoring import Extraction, score_choices, score_number
+from ..tasks.task import Task, get_task
+from .config import COMMON_SETTINGS, SAMPLING_SETTINGS, EvalConfig, sampling_kwargs
+from .methods import VECTOR_FILE, Method, Prepared, get_method, reuse_saved_vector
+from .paper import PAPER_OPTIONS, PAPER_SETTINGS
+from .provenance import hardware, versions
+from .records import append_records, read_json, read_records, write_json
+from .statistics import wilson_interval
+
+# (what, paper, ours, why) for the evaluation protocol.
+DEVIATIONS: tuple[Deviation, ...] = (
+    Deviation(
+        "Stop strings",
+        'stop at "Q:", "Question:", `</s>`, `<|im_end|>` or EOS',
+        "stop at the model's end-of-sequence token only",
+        '"Question:" can cut legitimate reasoning short',
+    ),
+    Deviation(
+        "Hyperparameters",
+        "`best_args.yaml`, chosen by a procedure that is not documented (the ablations ran on the test set)",
+        "chosen on held-out items (ARC validation; train items after the pool otherwise) and recorded with the "
+        "grid; the paper's values are the defaults",
+        "settings chosen on the evaluation set overstate accuracy",
+    ),
+    Deviation(
+        "Number of pairs",
+        "up to 400 GPT-4o traces",
+        "at most as many as the trace file covers (a smaller default is warned about and recorded)",
+        "fewer pairs make a noisier vector",
+    ),
+    Deviation(
+        "Batching",
+        "sorted by prompt characters, batches of 32",
+        "sorted by prompt tokens, batches of `batch_size` (default 16)",
+        "float32 batched numerics can flip a rare greedy near-tie",
+    ),
+    Deviation(
+        "Sampling seeds",
+        "one seed per run, set once (1234, 1235, 1237, 1240, 1244)",
+        "the same run seeds, reseeded per batch (seed * 100003 + batch)",
+        "a resumed run draws the same samples as an uninterrupted one",
+    ),
+)
+
+
+def resolve_config(config: EvalConfig, model: PreTrainedModel) -> EvalConfig:
+    """Fill the ``None`` fields that a run needs: the model name, the evaluation split and, for steering
+    methods, the paper's settings (pairs capped at what the trace file covers, with a warning)."""
+    task = get_task(config.task)
+    method = get_method(config.method)
+    config = replace(config, model=config.model or model_id(model),
+                     split=task.check_split(config.split or task.eval_split))
+    config = _resolve_options(config, method)
+    if "n_pairs" not in method.settings:
+        return config
+    paper = PAPER_SETTINGS.get((config.task, config.method), {})
+    unset = [name for name in ("c_values", "n_pairs", "n_demonstrations")
+             if name in method.settings and getattr(config, name) is None]
+    filled: dict[str, Any] = {name: paper[name] for name in unset if name in paper}
+    missing = [name for name in unset if name not in filled]
+    if missing:
+        raise ValueError(f"method {config.method!r} on {config.task!r} needs {', '.join(missing)}")
+    if "n_pairs" in filled:
+        covered = trace_coverage(task, config.traces, config.style or "default")
+        if covered is not None and covered < filled["n_pairs"]:
+            warnings.warn(f"the paper used {filled['n_pairs']} pairs for {config.task}, but the trace file covers "
+                          f"{covered} items: using {covered} pairs", stacklevel=2)
+            filled["n_pairs"] = covered
+    return replace(config, **filled)
+
+
+def _resolve_options(config: EvalConfig, method: Method) -> EvalConfig:
+    """Check ``config.options`` against the method's option names and fill the unset ones with the paper's."""
+    unknown = sorted(set(config.options) - set(method.options))
+    if unknown:
+        valid = ", ".join(method.options) or "none"
+        raise ValueError(f"method {method.name!r} has no option {', '.join(map(repr, unknown))}; its options: {valid}")
+    if not method.options:
+        return config
+    options = {**PAPER_OPTIONS.get((config.task, method.name), {}), **config.options}
+    missing = [name for name in method.options if name not in options]
+    if missing:
+        raise ValueError(f"method {method.name!r} on {config.task!r} needs the option(s) {', '.join(missing)}")
+    if method.check_options is not None:
+        method.check_options(options)
+    return replace(config, options=options)
+
+
+def relevant_settings(config: EvalConfig) -> dict[str, Any]:
+    """The config fields this run's records depend on, as JSON values."""
+    names = COMMON_SETTINGS + (SAMPLING_SETTINGS if config.do_sample else ()) + get_method(config.method).settings
+    values: dict[str, Any] = {name: getattr(config, name) for name in names}
+    if config.options:
+        values["options"] = config.options
+    return json.loads(json.dumps(values))
+
+
+def _claim_run_dir(run_dir: Path, settings: dict[str, Any]) -> None:
+    """Record the settings in ``run.json``, or check that an existing run used the same ones."""
+    path = run_dir / "run.json"
+    if path.is_file():
+        previous = read_json(path)["settings"]
+        changed = sorted(k for k in set(previous) | set(settings) if previous.get(k) != settings.get(k))
+        if changed:
+            raise ValueError(f"{run_dir} holds a run with other settings ({', '.join(changed)}: "
+                             f"{[previous.get(k) for k in changed]} there, {[settings.get(k) for k in changed]} "
+                             "now); use another output directory")
+        return
+    write_json(path, {"settings": settings})
+
+
+def _extract(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, task: Task, config: EvalConfig,
+             items: Sequence[Item], transcripts: Sequence[str], responses: Sequence[str]) -> list[Extraction]:
+    """Score a batch: GSM8K by its last number, multiple choice through the (unsteered) suffix step."""
+    if task.numeric:
+        return [score_number(response, item.answer) for item, response in zip(items, responses, strict=True)]
+    return score_choices(model, tokenizer, transcripts, responses, [item.answer for item in items],
+                         [item.labels for item in items], force_choice=config.force_choice,
+                         batch_size=config.batch_size)
+
+
+def _record(item: Item, completion: Completion, extraction: Extraction, batch: int, seconds: float,
+            seed: int | None) -> dict[str, Any]:
+    return {
+        "index": item.index,
+        "source_id": item.source_id,
+        "gold": item.answer,
+        "prediction": extraction.prediction,
+        "correct": extraction.correct,
+        "extraction": extraction.method,
+        "response": completion.text,
+        "extraction_suffix": extraction.text[len(completion.text):],
+        "n_tokens": completion.n_tokens,
+        "n_words": len(completion.text.split()),
+        "batch": batch,
+        "batch_seconds": round(seconds, 3),
+        "seed": seed,
+    }
+
+
+def summarise(records: Sequence[dict]) -> dict[str, Any]:
+    """Accuracy with its 95% Wilson interval, mean tokens and words, the share of degenerate (looping) answers
+    (:mod:`tasks.quality`), and how answers were extracted.
+
+    Tokens are the ones the model generated, its end-of-sequence token included (an offset token is part of
+    the prompt); words are the whitespace-separated words of the response, as the paper's "(Nw)" counts.
+    """
+    n = len(records)
+    correct = sum(bool(r["correct"]) for r in records)
+    low, high = wilson_interval(correct, n)
+    batch_seconds = {r["batch"]: r["batch_seconds"] for r in records}
+    return {
+        "n": n,
+        "n_correct": correct,
+        "accuracy": correct / n,
+        "ci95": [low, high],
+        "mean_tokens": statistics.fmean(r["n_tokens"] for r in records),
+        "mean_words": statistics.fmean(r["n_words"] for r in records),
+        "degenerate": degenerate_share([r["response"] for r in records]),
+        "extraction": dict(Counter(r["extraction"] for r in records).most_common()),
+        "generation_seconds": round(sum(batch_seconds.values()), 3),
+    }
+
+
+def items_file(seed: int | None) -> str:
+    """The items file of a greedy run, or of the sampling run with ``seed``."""
+    return "items.jsonl" if seed is None else f"items_seed{seed}.jsonl"
+
+
+def run_directory(output_dir: str | Path, model: str, task: str, method: str) -> Path:
+    """``output_dir/{model}/{task}/{method}``, the model name made path-safe."""
+    return Path(output_dir) / model.replace("/", "__") / task / method
+
+
+def evaluate(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    config: EvalConfig,
+    run_dir: str | Path,
+    *,
+    memo: dict | None = None,
+    progress: bool = True,
+    on_batch: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Run ``config`` on its items, resuming from ``run_dir`` if it holds part of the same run, and return
+    (and write to ``run_dir/results.json``) the results.
+
+    Items are batched longest prompt first in fixed batches; after each batch its records are appended to
+    the items file and ``on_batch(done, total)`` is called. Items already in the file are not generated
+    again. Greedy runs are deterministic; sampling runs use ``config.seeds`` and report mean and sample
+    standard deviation over the runs.
+    """
+    started = time.perf_counter()
+    config = resolve_config(config, model)
+    task, method = get_task(config.task), get_method(config.method)
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _claim_run_dir(run_dir, relevant_settings(config))
+    items = load_items(task, config.split, config.limit, config.start)
+    if not items:
+        raise ValueError(f"no {config.task} {config.split} items from {config.start} (limit {config.limit})")
+    memo = memo if memo is not None else {}
+    reuse_saved_vector(method, model, config, run_dir, memo)
+    prepared = method.prepare(model, tokenizer, config, memo, progress)
+    if prepared.vector is not None:
+        prepared.vector.save(run_dir / VECTOR_FILE)
+    prompts = [chat_prompt(tokenizer, item.question, method.cot_prefix) for item in items]
+    order = longest_first(tokenizer, prompts)
+    batches = [order[i : i + config.batch_size] for i in range(0, len(order), config.batch_size)]
+    generation = {**sampling_kwargs(model, config), "max_new_tokens": config.max_new_tokens,
+                  "batch_size": config.batch_size}
+    runs = []
+    for seed in config.seeds if config.do_sample else (None,):
+        path = run_dir / items_file(seed)
+        done = read_records(path, repair=True)  # appending after a cut-off line would corrupt the file
+        bar = tqdm(total=len(items), desc=f"{config.task} {config.method}" + ("" if seed is None else f" seed {seed}"),
+                   unit="item", disable=not progress)
+        bar.update(sum(item.index in done for item in items))
+        for number, batch in enumerate(batches):
+            todo = [i for i in batch if items[i].index not in done]
+            if not todo:
+                continue
+            if seed is not None:
+                torch.manual_seed(seed * 100_003 + number)
+            clock = time.perf_counter()
+            completions = prepared.respond([prompts[i] for i in todo], **generation)
+            extractions = _extract(model, tokenizer, task, config, [items[i] for i in todo],
+                                   [prompts[i] + prepared.offset for i in todo], [c.text for c in completions])
+            seconds = time.perf_counter() - clock
+            records = [_record(items[i], c, e, number, seconds, seed)
+                       for i, c, e in zip(todo, completions, extractions, strict=True)]
+            append_records(path, records)
+            done.update((r["index"], r) for r in records)
+            bar.update(len(todo))
+            if on_batch is not None:
+                on_batch(sum(item.index in done for item in items), len(items))
+        bar.close()
+        runs.append({"seed": seed, "items_file": path.name, **summarise([done[item.index] for item in items])})
+    results = _results(config, prepared, generation, runs, model, time.perf_counter() - started)
+    write_json(run_dir / "results.json", results)
+    return results
+
+
+def _results(config: EvalConfig, prepared: Prepared, generation: dict, runs: list[dict], model: PreTrainedModel,
+             wall_time: float) -> dict[str, Any]:
+    accuracies = [run["accuracy"] for run in runs]
+    sampled = config.do_sample
+    head = runs[0]
+    return {
+        "task": config.task,
+        "method": config.method,
+        "model": config.model,
+        "split": config.split,
+        "n": head["n"],
+        "accuracy": statistics.fmean(accuracies),
+        "accuracy_sd": statistics.stdev(accuracies) if sampled and len(runs) > 1 else None,
+        "ci95": None if sampled else head["ci95"],
+        "mean_tokens": statistics.fmean(run["mean_tokens"] for run in runs),
+        "mean_words": statistics.fmean(run["mean_words"] for run in runs),
+        "degenerate": statistics.fmean(run["degenerate"] for run in runs),
+        "runs": runs,
+        "config": json.loads(json.dumps(asdict(config))),
+        "generation": {k: v for k, v in generation.items() if k != "batch_size"},
+        "method_details": prepared.details,
+        "versions": versions(),
+        "hardware": hardware(model.device),
+        "wall_time_s": round(wall_time, 3),
+        "generation_seconds": round(sum(run["generation_seconds"] for run in runs), 3),
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }

@@ -1,0 +1,39 @@
+"""The reproducibility page's generated blocks: the results table and the deviation tables, exactly what the code
+and the stored results say (rerun ``python -m cachesteer_lite pages`` after changing either)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from cachesteer_lite import book
+from cachesteer_lite.__main__ import main
+from cachesteer_lite.core.deviations import markdown_table
+
+from conftest import REPO
+
+
+def test_with_blocks_rewrites_only_the_named_blocks() -> None:
+    page = "# Title\n\n<!-- a:start -->\nold\n<!-- a:end -->\n\nMiddle.\n<!-- b:start -->\n<!-- b:end -->\nAfter.\n"
+    assert book.with_blocks(page, {"a": "| new |", "b": "x\\1"}) == (
+        "# Title\n\n<!-- a:start -->\n| new |\n<!-- a:end -->\n\nMiddle.\n"
+        "<!-- b:start -->\nx\\1\n<!-- b:end -->\nAfter.\n")
+    with pytest.raises(ValueError, match="exactly one <!-- c:start -->"):
+        book.with_blocks(page, {"c": "x"})
+
+
+def test_every_deviation_says_what_the_paper_did_what_we_do_and_why() -> None:
+    rows = [row for group in book.DEVIATION_GROUPS.values() for row in group]
+    assert all(len(row) == 4 and all(isinstance(cell, str) and cell.strip() for cell in row) for row in rows)
+    whats = [row.what for row in rows]
+    assert len(whats) == len(set(whats)), "a deviation is listed twice"
+    table = markdown_table(rows).splitlines()
+    assert len(table) == len(rows) + 2
+    assert all(len(re.findall(r"(?<!\\)\|", line)) == 5 for line in table)  # a bar in a cell is escaped
+
+
+def test_reproducibility_page_is_generated_from_the_code_and_the_stored_results(capsys: pytest.CaptureFixture) -> None:
+    page = (REPO / book.PAGE).read_text(encoding="utf-8")
+    assert book.with_blocks(page, book.page_blocks()) == page, "run: python -m cachesteer_lite pages"
+    assert main(["pages", "--check"]) == 0 and "up to date" in capsys.readouterr().out

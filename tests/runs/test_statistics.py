@@ -1,0 +1,49 @@
+"""The book's statistics: Wilson intervals, the exact McNemar test of paired runs, bootstrap intervals."""
+
+from __future__ import annotations
+
+import pytest
+
+from cachesteer_lite.runs.statistics import bootstrap_mean, mcnemar_p, paired_comparison, wilson_interval
+
+
+def test_wilson_interval() -> None:
+    low, high = wilson_interval(50, 100)
+    assert low == pytest.approx(0.40383, abs=1e-5) and high == pytest.approx(0.59617, abs=1e-5)
+    assert wilson_interval(0, 4) == (0.0, pytest.approx(0.48990, abs=1e-5))
+    assert wilson_interval(4, 4)[1] == 1.0
+    with pytest.raises(ValueError, match="at least one item"):
+        wilson_interval(0, 0)
+
+
+def _records(correct: list[bool]) -> dict[int, dict]:
+    return {i: {"index": i, "correct": c} for i, c in enumerate(correct)}
+
+
+def test_paired_comparison_counts_and_exact_mcnemar() -> None:
+    first = _records([True, True, False, False, True, False, False, False, False, False])
+    second = _records([True, False, True, True, True, True, True, True, True, False])
+    paired = paired_comparison(first, second)
+    assert (paired["both"], paired["only_first"], paired["only_second"], paired["neither"]) == (2, 1, 6, 1)
+    # exact two-sided: 2 * P(X <= 1) for X ~ Binomial(7, 1/2) = 2 * 8/128
+    assert abs(paired["p_value"] - 0.125) < 1e-12
+    assert paired_comparison(first, first)["p_value"] == 1.0
+    with pytest.raises(ValueError, match="different items"):
+        paired_comparison(first, _records([True]))
+
+
+def test_mcnemar_is_symmetric_and_capped_at_one() -> None:
+    assert mcnemar_p(1, 6) == mcnemar_p(6, 1) == pytest.approx(0.125)
+    assert mcnemar_p(3, 3) == 1.0 and mcnemar_p(0, 0) == 1.0
+    assert mcnemar_p(0, 10) == pytest.approx(2 / 2**10)
+
+
+def test_bootstrap_mean_of_paired_differences() -> None:
+    constant = bootstrap_mean([-0.5] * 4)
+    assert constant["mean"] == pytest.approx(-0.5) and constant["ci95"] == pytest.approx([-0.5, -0.5])
+    assert constant["share_better"] == 1
+    mixed = bootstrap_mean([-1.0, 0.5, 0.0, 1.0], seed=3)
+    assert mixed["ci95"][0] < mixed["mean"] < mixed["ci95"][1] and mixed["share_better"] == 0.25
+    assert bootstrap_mean([-1.0, 0.5, 0.0, 1.0], seed=3) == mixed  # seeded: the same interval every time
+    with pytest.raises(ValueError, match="no differences"):
+        bootstrap_mean([])
