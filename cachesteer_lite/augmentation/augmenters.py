@@ -21,7 +21,6 @@ KINDS: tuple[str, ...] = ("coprocessor", "pause")
 EMBEDDING_SAMPLE = 4096  # vocabulary rows read to measure D's token embeddings
 
 
-
 def freeze(model: PreTrainedModel) -> None:
     """Turn off gradients for every weight of the decoder and put it in eval mode: only augmenters learn."""
     model.requires_grad_(False)

@@ -40,6 +40,9 @@ class Vector(Protocol):
 
     def save(self, path: str | Path) -> tuple[Path, Path]: ...
 
+    @classmethod
+    def load(cls, path: str | Path) -> Vector: ...
+
 
 class Prepared(NamedTuple):
     """A method ready to answer: ``respond(prompts, **generation_kwargs)``, the text it appends to each
@@ -71,7 +74,7 @@ class Method:
     settings: tuple[str, ...]
     prepare: Prepare
     options: tuple[str, ...] = ()
-    vector_type: type | None = None
+    vector_type: type[Vector] | None = None
     strength: str | None = None
     check_options: Callable[[dict[str, Any]], None] | None = None
 
@@ -108,13 +111,13 @@ def _prepare_plain(
     return Prepared(respond, "", {})
 
 
-def vector_key(vector_type: type, model: PreTrainedModel, config: EvalConfig) -> tuple:
+def vector_key(vector_type: type[Vector], model: PreTrainedModel, config: EvalConfig) -> tuple:
     """What a method's vector depends on: its type, the model, the task and the contrastive pairs."""
     return (vector_type.__name__, model_id(model), config.task, config.n_pairs, config.n_demonstrations,
             config.selection, config.selection_seed, get_method(config.method).cot_prefix, config.traces, config.style)
 
 
-def _contrastive_and_vector(vector_type: type, extract: Callable[..., Any], model: PreTrainedModel,
+def _contrastive_and_vector(vector_type: type[Vector], extract: Callable[..., Any], model: PreTrainedModel,
                             tokenizer: PreTrainedTokenizerBase, config: EvalConfig, memo: dict,
                             progress: bool) -> tuple[ContrastiveSet, Any]:
     """(contrastive set, vector) of ``config``'s pairs, each built once per session (a vector found in ``memo``,
@@ -146,7 +149,7 @@ def reuse_saved_vector(method: Method, model: PreTrainedModel, config: EvalConfi
     if key in memo:
         return
     try:
-        vector = method.vector_type.load(path)  # type: ignore[attr-defined]
+        vector = method.vector_type.load(path)
         vector.check_compatible(model)
     except (OSError, ValueError, KeyError, SafetensorError) as error:
         warnings.warn(f"ignoring the saved vector of {run_dir} ({error}); extracting it again", stacklevel=3)

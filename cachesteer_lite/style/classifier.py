@@ -36,7 +36,6 @@ def plain_traces_path() -> Path:
     return book_file("data/traces/arc_challenge.jsonl")
 
 
-
 # Words of a text's opening that style_features embeds beside the whole text. The whole-text embedding alone is
 # dominated by content: on the shipped style traces, held_out_evaluation (seed 0) scores 0.62 with it and 0.93
 # with both; openings of 8 to 16 words score alike (0.91-0.93), 24 words let content back in (0.85). The

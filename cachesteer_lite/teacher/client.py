@@ -32,7 +32,6 @@ class TeacherConfigError(RuntimeError):
     """No usable teacher endpoint is configured; the message says how to set one or use the shipped traces."""
 
 
-
 def make_client(base_url: str | None = None, api_key: str | None = None) -> OpenAI:
     """An ``openai`` client for the arguments, else ``OPENAI_BASE_URL`` / ``OPENAI_API_KEY``.
 

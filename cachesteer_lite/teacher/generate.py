@@ -42,10 +42,8 @@ class TeacherError(RuntimeError):
         self.report = report
 
 
-
 class _Cancelled(Exception):
     """A worker gave up its item because the run is stopping."""
-
 
 
 @dataclass
