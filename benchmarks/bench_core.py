@@ -13,7 +13,6 @@ steered timing includes its prefill and edit, as the paper's did.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import time
@@ -31,6 +30,7 @@ from cachesteer_lite import (
     steered_generate,
 )
 from cachesteer_lite.runs.provenance import run_record
+from cachesteer_lite.runs.records import write_json
 from cachesteer_lite.runs.timing import interleaved
 from cachesteer_lite.tasks.traces import read_traces
 
@@ -131,8 +131,7 @@ def main() -> None:
 
     report = {"load": loads, "decoding": decode, "extraction": extract, "config": vars(args) | {"out": str(args.out)},
               "run": run_record(), "wall_time_s": time.perf_counter() - started}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    write_json(args.out, report)
 
     print(f"load: first {loads['first_load_s']:.1f} s (GGUF -> HF folder), later {loads['later_load_s']:.2f} s")
     for d in decode:

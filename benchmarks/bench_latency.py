@@ -13,7 +13,6 @@ the figure.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import time
 from collections.abc import Sequence
@@ -31,6 +30,7 @@ from cachesteer_lite import (
 )
 from cachesteer_lite.core.models import DEFAULT_MODEL, default_device
 from cachesteer_lite.runs.provenance import run_record
+from cachesteer_lite.runs.records import write_json
 from cachesteer_lite.runs.timing import LABELS, METHODS, PAPER, measure, paper_ratios
 
 REPO = Path(__file__).resolve().parents[1]
@@ -157,8 +157,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
               "wall_time_s": time.perf_counter() - started}
     if not all(math.isfinite(r) for row in report["ratios"].values() for r in row.values()):
         raise RuntimeError("a ratio is not finite")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    write_json(args.out, report)
     draw_figure(report, args.figure)
     print_table(report)
     print(f"written to {args.out} and {args.figure} ({report['wall_time_s']:.0f} s)")

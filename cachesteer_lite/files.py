@@ -161,7 +161,7 @@ def pin(root: Path) -> dict:
     revision = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, check=True, capture_output=True,
                               text=True).stdout.strip()
     pinned = {"revision": revision, "files": current_files(root)}
-    MANIFEST.write_text(json.dumps(pinned, indent=1) + "\n", encoding="utf-8")
+    MANIFEST.write_text(json.dumps(pinned, indent=1, allow_nan=False) + "\n", encoding="utf-8")
     manifest.cache_clear()
     return pinned
 

@@ -7,6 +7,7 @@ the repository, and the package is made to believe it is installed (no checkout)
 from __future__ import annotations
 
 import functools
+import json
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -98,3 +99,23 @@ def test_a_changed_or_missing_remote_file_is_refused_and_nothing_is_kept(install
 def test_a_folder_is_fetched_by_pattern(installed: Path) -> None:
     folder = files.book_folder("data/traces", patterns=("piqa*",))
     assert sorted(p.name for p in folder.iterdir()) == ["piqa.jsonl"]
+
+
+def _refuse(constant: str) -> None:
+    raise ValueError(f"{constant} is not JSON")
+
+
+def test_every_stored_json_file_is_strict_json() -> None:
+    """NaN and Infinity are not JSON: strict parsers reject them, so no file the project writes may hold them
+    (every writer passes allow_nan=False)."""
+    checked = 0
+    for name in files.current_files(REPO):
+        path = REPO / name
+        if path.suffix == ".json":
+            json.loads(path.read_text(encoding="utf-8"), parse_constant=_refuse)
+            checked += 1
+        elif path.suffix == ".jsonl":
+            for line in path.read_text(encoding="utf-8").splitlines():
+                json.loads(line, parse_constant=_refuse)
+            checked += 1
+    assert checked > 300

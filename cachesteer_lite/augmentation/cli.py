@@ -17,6 +17,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ..core.models import DEFAULT_MODEL, load_model
 from ..core.vectors import model_id
+from ..runs.cli import add_progress_argument, any_int, finite_float, non_negative_int, positive_int
 from ..runs.provenance import run_record
 from ..runs.records import write_json
 from .augmenters import KINDS
@@ -29,28 +30,29 @@ def _add_arguments(commands: argparse._SubParsersAction) -> None:
     train_cmd = commands.add_parser("train", help="train a coprocessor or the pause-token control")
     train_cmd.add_argument("--out", required=True, type=Path, help="run folder (resumed when it has a checkpoint)")
     train_cmd.add_argument("--kind", choices=KINDS, default="coprocessor")
-    train_cmd.add_argument("--n-latents", type=int)
-    train_cmd.add_argument("--n-ahead", type=int)
-    train_cmd.add_argument("--lora-rank", type=int, help="0: fine-tune a full copy of the decoder")
-    train_cmd.add_argument("--steps", type=int)
-    train_cmd.add_argument("--batch-size", type=int)
-    train_cmd.add_argument("--lr", type=float)
-    train_cmd.add_argument("--seed", type=int)
+    train_cmd.add_argument("--n-latents", type=positive_int)
+    train_cmd.add_argument("--n-ahead", type=positive_int)
+    train_cmd.add_argument("--lora-rank", type=non_negative_int, help="0: fine-tune a full copy of the decoder")
+    train_cmd.add_argument("--steps", type=positive_int)
+    train_cmd.add_argument("--batch-size", type=positive_int)
+    train_cmd.add_argument("--lr", type=finite_float)
+    train_cmd.add_argument("--seed", type=any_int)
     train_cmd.set_defaults(handler=run_train)
     ppl = commands.add_parser("perplexity", help="held-out perplexity by ahead position: plain model vs runs")
     ppl.add_argument("runs", nargs="*", type=Path, help="run or checkpoint folders (the plain model is always scored)")
-    ppl.add_argument("--n-ahead", type=int, help="default: the runs' N_A, else the run size's")
-    ppl.add_argument("--limit", type=int, help="held-out texts to score (default: the run size's)")
-    ppl.add_argument("--positions", type=int, help="split points per text (default: the run size's)")
+    ppl.add_argument("--n-ahead", type=positive_int, help="default: the runs' N_A, else the run size's")
+    ppl.add_argument("--limit", type=positive_int, help="held-out texts to score (default: the run size's)")
+    ppl.add_argument("--positions", type=positive_int, help="split points per text (default: the run size's)")
     ppl.add_argument("--json", type=Path, help="also write the results here")
     ppl.set_defaults(handler=run_perplexity)
     for command in (train_cmd, ppl):
         command.add_argument("--size", choices=tuple(RUN_SIZES), default="quick")
         command.add_argument("--model", default=DEFAULT_MODEL, help="embedded model, local folder or hub id")
         command.add_argument("--device", default=None, help="default: CUDA when present, else CPU")
-        command.add_argument("--threads", type=int, help="CPU threads for torch")
-        command.add_argument("--held-out-fraction", type=float, default=0.05)
-        command.add_argument("--split-seed", type=int, default=0)
+        command.add_argument("--threads", type=positive_int, help="CPU threads for torch")
+        command.add_argument("--held-out-fraction", type=finite_float, default=0.05)
+        command.add_argument("--split-seed", type=any_int, default=0)
+        add_progress_argument(command)
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -94,7 +96,7 @@ def run_train(args: argparse.Namespace) -> int:
     config = _train_config(args)
     print(f"{config.kind}: N_L={config.n_latents}, N_A={config.n_ahead}; {len(split.train)} training texts, "
           f"{len(split.held_out)} held out")
-    result = train(model, tokenizer, [d.text for d in split.train], config, args.out)
+    result = train(model, tokenizer, [d.text for d in split.train], config, args.out, progress=not args.no_progress)
     print(f"{result.augmenter.n_trainable:,} trainable values; losses: "
           + " ".join(f"{loss:.3f}" for loss in result.losses))
     return 0
@@ -115,9 +117,11 @@ def run_perplexity(args: argparse.Namespace) -> int:
                    max_tokens=size.config.max_tokens, min_prefix=size.config.min_prefix)
     started = time.perf_counter()
     rows: list[tuple[str, int, AheadPerplexity, tuple[Path, dict] | None]] = [
-        ("plain model", 0, perplexity_by_ahead_position(model, tokenizer, texts, None, **options), None)]
+        ("plain model", 0, perplexity_by_ahead_position(model, tokenizer, texts, None, **options,
+                                                        progress=not args.no_progress), None)]
     for path, augmenter, state in loaded:
-        result = perplexity_by_ahead_position(model, tokenizer, texts, augmenter, **options)
+        result = perplexity_by_ahead_position(model, tokenizer, texts, augmenter, **options,
+                                              progress=not args.no_progress)
         rows.append((f"{augmenter.kind} {path.name} @{state['step']}", augmenter.n_latents, result, (path, state)))
     print(f"{len(texts)} held-out texts, {rows[0][2].n_samples} split points, N_A={n_ahead}")
     print(_perplexity_table([row[:3] for row in rows]))

@@ -16,10 +16,10 @@ from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ..core.cache import left_padded_positions, new_cache
+from ..core.progress import progress_bar
 from ..runs.statistics import bootstrap_mean
 from .augmenters import Augmenter, active_latents, extend_mask, following_positions
 
@@ -168,7 +168,7 @@ def perplexity_by_ahead_position(
         raise ValueError(f"no text has the {min_prefix} + {n_ahead} tokens a sample needs")
     order = sorted(range(len(samples)), key=lambda i: samples[i][1])
     losses = torch.zeros(len(samples), n_ahead, dtype=torch.float64)
-    for start in tqdm(range(0, len(order), batch_size), desc="perplexity", unit="batch", disable=not progress):
+    for start in progress_bar(range(0, len(order), batch_size), desc="perplexity", unit="batch", enabled=progress):
         chosen = order[start : start + batch_size]
         batch = make_batch(token_lists, [samples[i] for i in chosen], n_ahead, model.device)
         losses[chosen] = lookahead_losses(model, augmenter, batch).double().cpu()

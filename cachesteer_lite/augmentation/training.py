@@ -14,6 +14,7 @@ import json
 import os
 import random
 import shutil
+import warnings
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
@@ -21,11 +22,13 @@ from pathlib import Path
 from typing import NamedTuple
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
-from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from ..core.progress import progress_bar
+from ..core.vector_files import VectorFileError, file_sha256
 from ..core.vectors import model_fingerprint, model_id
 from ..runs.records import read_json, write_json
 from .augmenters import KINDS, Augmenter, Coprocessor, PauseTokens
@@ -122,13 +125,54 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
     return max(folders, key=lambda path: int(path.name[len(CHECKPOINT_PREFIX) :]), default=None)
 
 
+# What a checkpoint's state.json holds, and the JSON type of each entry.
+STATE_FIELDS: dict[str, type] = {"config": dict, "step": int, "losses": list, "trainable_parameters": int,
+                                 "model_id": str, "fingerprint": dict, "texts_sha256": str}
+
+
 def checkpoint_state(path: str | Path) -> tuple[Path, dict]:
-    """The checkpoint folder ``path`` names (a checkpoint, or a run folder: its latest) and its state.json."""
+    """The checkpoint folder ``path`` names (a checkpoint, or a run folder: its latest) and its state.json, after
+    checking that the state holds every field, of the right type, and a valid training configuration."""
     path = Path(path)
     checkpoint = path if (path / "state.json").is_file() else latest_checkpoint(path)
     if checkpoint is None:
         raise FileNotFoundError(f"{path} holds no checkpoint (a {CHECKPOINT_PREFIX}N folder with a state.json)")
-    return checkpoint, read_json(checkpoint / "state.json")
+    try:
+        state = read_json(checkpoint / "state.json")
+    except ValueError as error:
+        raise VectorFileError(f"{checkpoint / 'state.json'}: not valid JSON ({error})") from None
+    wrong = [f"{name} ({kind.__name__})" for name, kind in STATE_FIELDS.items()
+             if not isinstance(state, dict) or not isinstance(state.get(name), kind)]
+    if wrong:
+        raise VectorFileError(f"{checkpoint / 'state.json'}: missing or mistyped {', '.join(wrong)}")
+    try:
+        TrainConfig(**state["config"])
+    except (TypeError, ValueError) as error:
+        raise VectorFileError(f"{checkpoint / 'state.json'}: its training configuration is invalid ({error})") from None
+    return checkpoint, state
+
+
+def read_trainable_tensors(checkpoint: Path, state: dict, device: str) -> dict[str, torch.Tensor]:
+    """The augmenter's tensors of a checkpoint, after checking them against the checksum its state records
+    (safetensors has none of its own; a checkpoint written before checksums were recorded loads with a warning)."""
+    path = checkpoint / "augmenter.safetensors"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: a checkpoint holds augmenter.safetensors beside its state.json")
+    recorded, found = state.get("augmenter_sha256"), file_sha256(path)
+    if recorded is None:
+        warnings.warn(f"{checkpoint / 'state.json'} records no checksum (written before they were): "
+                      "the trained tensors cannot be verified", stacklevel=3)
+    elif recorded != found:
+        raise VectorFileError(f"{path}: sha256 {found} differs from the {recorded} recorded in state.json: the "
+                              "file was changed or damaged after it was written")
+    try:
+        tensors = load_file(path, device=device)
+    except (SafetensorError, OSError, RuntimeError, ValueError) as error:
+        raise VectorFileError(f"{path}: not a readable safetensors file ({error})") from None
+    bad = [name for name, tensor in tensors.items() if not bool(torch.isfinite(tensor).all())]
+    if bad:
+        raise VectorFileError(f"{path}: NaN or infinite values in {bad[:3]}")
+    return tensors
 
 
 def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
@@ -155,7 +199,8 @@ def save_checkpoint(run_dir: Path, augmenter: Augmenter, optimizer: torch.optim.
     try:
         save_file(augmenter.trainable_state(), staging / "augmenter.safetensors")
         save_file(_optimizer_tensors(optimizer), staging / "optimizer.safetensors")
-        write_json(staging / "state.json", state)
+        checksum = file_sha256(staging / "augmenter.safetensors")  # safetensors keeps none of its own
+        write_json(staging / "state.json", {**state, "augmenter_sha256": checksum})
         os.rename(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -181,7 +226,7 @@ def _resume(
     if state["step"] > config.steps:
         raise ValueError(f"{checkpoint} has already trained {state['step']} steps, more than the {config.steps} asked")
     device = str(next(augmenter.parameters()).device)
-    augmenter.load_trainable_state(load_file(checkpoint / "augmenter.safetensors", device=device))
+    augmenter.load_trainable_state(read_trainable_tensors(checkpoint, state, device))
     _load_optimizer_tensors(optimizer, load_file(checkpoint / "optimizer.safetensors", device=device))
 
 
@@ -224,8 +269,8 @@ def train(
         _resume(checkpoint, state, augmenter, optimizer, config, identity)
         start, losses = state["step"], list(state["losses"])
     run_dir.mkdir(parents=True, exist_ok=True)
-    bar = tqdm(range(start, config.steps), initial=start, total=config.steps, desc=f"training {config.kind}",
-               disable=not progress)
+    bar = progress_bar(range(start, config.steps), initial=start, total=config.steps,
+                       desc=f"training {config.kind}", enabled=progress)
     for step in bar:
         batch = make_batch(token_lists, training_samples(lengths, step, config), config.n_ahead, model.device)
         loss = lookahead_losses(model, augmenter, batch).mean()
@@ -250,5 +295,5 @@ def load_augmenter(model: PreTrainedModel, path: str | Path) -> Augmenter:
                          f"fit {model_id(model)!r} {model_fingerprint(model)}")
     augmenter = build_augmenter(model, TrainConfig(**state["config"]))
     device = str(next(augmenter.parameters()).device)
-    augmenter.load_trainable_state(load_file(checkpoint / "augmenter.safetensors", device=device))
+    augmenter.load_trainable_state(read_trainable_tensors(checkpoint, state, device))
     return augmenter

@@ -30,16 +30,17 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from transformers.cache_utils import Cache
 
 from .cache import left_padded_positions
+from .checks import finite_number, layer_indices
 from .generation import Completion, batched_completions, generation_settings
+from .vector_files import VectorFileError, check_finite_shape, read_vector_files, write_vector_files
 from .vectors import (
     VectorMetadata,
     check_shapes,
+    fingerprint_shape,
     model_id,
     pair_mean_difference,
     pair_texts,
     read_at_token,
-    read_vector_files,
-    write_vector_files,
 )
 
 Mode = Literal["paper", "cached", "one_shot"]
@@ -107,6 +108,11 @@ class ActivationVector:
     directions: torch.Tensor
     metadata: ActivationMetadata
 
+    def __post_init__(self) -> None:
+        """Refuse directions whose shape is not the one the metadata's fingerprint gives, or that are not finite."""
+        shape = fingerprint_shape(self.metadata.fingerprint, ("n_layers", "hidden_size"))
+        check_finite_shape("an activation vector", "directions", self.directions, shape)
+
     def check_compatible(self, model: PreTrainedModel) -> None:
         """Raise IncompatibleVectorError unless the model has this vector's layer count and hidden size.
 
@@ -117,19 +123,19 @@ class ActivationVector:
                      {k: int(activation_fingerprint(model)[k]) for k in ours}, model)
 
     def save(self, path: str | Path) -> tuple[Path, Path]:
-        """Write ``<path>.safetensors`` and ``<path>.json``; return both paths."""
+        """Write ``<path>.safetensors`` and ``<path>.json`` (with the tensors' checksum); return both paths."""
         return write_vector_files(path, {"directions": self.directions}, self.metadata)
 
     @classmethod
     def load(cls, path: str | Path) -> ActivationVector:
-        """Read a vector written by :meth:`save` (``path`` may name either file or their common stem)."""
-        tensors, fields = read_vector_files(path, "an activation vector")
-        if fields.get("kind") != ACTIVATION_KIND:
-            raise ValueError(
-                f"{path} is not an activation vector (kind {fields.get('kind')!r}); "
-                "key/value vectors load with SteeringVector.load"
-            )
-        return cls(tensors["directions"], ActivationMetadata(**fields))
+        """Read a vector written by :meth:`save` (``path`` may name either file or their common stem), checking
+        its files, checksum, tensors and metadata; VectorFileError says what is wrong."""
+        tensors, metadata = read_vector_files(path, "an activation vector", ("directions",), ActivationMetadata,
+                                              kind=ACTIVATION_KIND)
+        try:
+            return cls(tensors["directions"], metadata)
+        except ValueError as error:
+            raise VectorFileError(f"{path}: {error}") from None
 
 
 @torch.no_grad()
@@ -245,8 +251,8 @@ def activation_steering(
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
     blocks = decoder_blocks(model)
-    if not 0 <= layer < len(blocks):
-        raise ValueError(f"layer {layer} does not exist: the model has layers 0..{len(blocks) - 1}")
+    layer = layer_indices("layer", [layer], len(blocks))[0]
+    multiplier = finite_number("multiplier", multiplier)
     vector.check_compatible(model)
     delta = (multiplier * vector.directions[layer]).to(model.device)
     with _forward_hooks([(blocks[layer], _steering_hook(mode, layer, delta))]):

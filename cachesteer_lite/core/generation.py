@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from .checks import integer
+from .progress import progress_bar
 from .prompts import check_fits, encode, longest_first
 
 NewTokens = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -51,9 +52,10 @@ def decode_completions(
 def generation_settings(
     tokenizer: PreTrainedTokenizerBase, max_new_tokens: int, generate_kwargs: dict[str, Any]
 ) -> dict[str, Any]:
-    """``model.generate`` keyword arguments: greedy unless the caller says otherwise, the token budget, and the
-    tokenizer's padding id."""
-    settings = {"do_sample": False, **generate_kwargs, "max_new_tokens": max_new_tokens}
+    """``model.generate`` keyword arguments: greedy unless the caller says otherwise, the token budget (at least one
+    new token), and the tokenizer's padding id."""
+    settings = {"do_sample": False, **generate_kwargs, "max_new_tokens": integer("max_new_tokens", max_new_tokens,
+                                                                                 at_least=1)}
     settings.setdefault("pad_token_id", tokenizer.pad_token_id)
     return settings
 
@@ -78,10 +80,11 @@ def batched_completions(
         raise TypeError("prompts must be a sequence of strings, not one string")
     if not prompts:
         raise ValueError("no prompts given")
+    integer("batch_size", batch_size, at_least=1)
     order = longest_first(tokenizer, prompts)
     eos_ids = eos_token_ids(model, tokenizer)
     results: dict[int, Completion] = {}
-    for start in tqdm(range(0, len(order), batch_size), desc="generating", unit="batch", disable=not progress):
+    for start in progress_bar(range(0, len(order), batch_size), desc="generating", unit="batch", enabled=progress):
         indices = order[start : start + batch_size]
         batch = encode(tokenizer, [prompts[i] for i in indices], model.device)
         check_fits(model, batch.attention_mask, extra_tokens)

@@ -18,6 +18,7 @@ import torch
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
 from .cache import add_at_position, prefill
+from .checks import finite_number, layer_indices
 from .deviations import Deviation
 from .generation import Completion, batched_completions, generation_settings
 from .vectors import SteeringVector
@@ -45,14 +46,6 @@ DEVIATIONS: tuple[Deviation, ...] = (
 def default_layers(n_layers: int) -> list[int]:
     """Every layer but layer 0 (the paper's ``layers_ids=[1]``)."""
     return list(range(1, n_layers))
-
-
-def _check_layers(layers: Iterable[int], n_layers: int) -> list[int]:
-    chosen = sorted(set(layers))
-    bad = [layer for layer in chosen if not 0 <= layer < n_layers]
-    if bad:
-        raise ValueError(f"layers {bad} do not exist: the model has layers 0..{n_layers - 1}")
-    return chosen
 
 
 def offset_token_id(tokenizer: PreTrainedTokenizerBase, offset: str) -> int:
@@ -83,9 +76,10 @@ def steered_cache(
     layers: Iterable[int] | None = None,
 ) -> DynamicCache:
     """The cache of every token but the last (the offset token), with the vector added at its last position."""
+    c_keys, c_values = finite_number("c_keys", c_keys), finite_number("c_values", c_values)
     vector.check_compatible(model)
     n_layers = vector.keys.shape[0]
-    chosen = default_layers(n_layers) if layers is None else _check_layers(layers, n_layers)
+    chosen = default_layers(n_layers) if layers is None else layer_indices("layers", layers, n_layers)
     cache = prefill(model, input_ids[:, :-1], attention_mask[:, :-1])
     add_at_position(cache, chosen, c_keys * vector.keys.to(model.device), c_values * vector.values.to(model.device))
     return cache
@@ -125,8 +119,8 @@ def generate(
     prompts: Sequence[str],
     vector: SteeringVector | None = None,
     *,
-    c_keys: float = 0.0,
-    c_values: float = 0.0,
+    c_keys: float | None = None,
+    c_values: float | None = None,
     layers: Iterable[int] | None = None,
     offset: str = DEFAULT_OFFSET,
     max_new_tokens: int = 256,
@@ -136,19 +130,28 @@ def generate(
 ) -> list[Completion]:
     """Answer every prompt, with one-shot cache steering when a ``vector`` is given.
 
-    Without a vector this is plain ``generate`` on the prompts (no offset token): the unsteered baseline.
-    With one, ``offset`` is appended and the cache is steered. Completions hold only the newly generated
+    Without a vector this is plain ``generate`` on the prompts (no offset token): the unsteered baseline, and
+    coefficients or layers are refused (they would steer nothing). With one, ``offset`` is appended and the cache
+    is steered by ``c_keys`` and ``c_values`` (0 when not given). Completions hold only the newly generated
     tokens (the offset token is part of the input). Prompts are batched longest first, to waste little
     padding, and returned in the input order.
     """
+    given = [name for name, value in (("c_keys", c_keys), ("c_values", c_values), ("layers", layers))
+             if value is not None]
+    if vector is None and given:
+        raise ValueError(f"{', '.join(given)} given without a steering vector: pass the vector to steer with")
+    key_scale = finite_number("c_keys", c_keys) if c_keys is not None else 0.0
+    value_scale = finite_number("c_values", c_values) if c_values is not None else 0.0
+    if vector is not None and layers is not None:
+        layers = layer_indices("layers", layers, vector.keys.shape[0])
     settings = generation_settings(tokenizer, max_new_tokens, generate_kwargs)
 
     def new_tokens(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         if vector is None:
             return model.generate(input_ids=ids, attention_mask=mask, **settings)[:, ids.shape[1] :]
         ids, mask = append_offset(tokenizer, ids, mask, offset)
-        sequences = steered_generate(model, ids, mask, vector, c_keys=c_keys, c_values=c_values, layers=layers,
-                                     **settings)
+        sequences = steered_generate(model, ids, mask, vector, c_keys=key_scale, c_values=value_scale,
+                                     layers=layers, **settings)
         return sequences[:, ids.shape[1] :]
 
     if vector is not None:

@@ -2,26 +2,26 @@
 
 For every layer the vector is the mean over pairs of (positive - negative) key and value at one token of the
 prompt (by default the last one), shape ``[n_kv_heads, head_dim]`` (paper-reference section 2.3). Stored as
-safetensors (tensors) + JSON (metadata), never pickle.
+safetensors (tensors) + JSON (metadata and checksum), never pickle, and checked completely when read back
+(:mod:`vector_files`) and when applied to a model (:meth:`SteeringVector.check_compatible`).
 """
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
-from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from .cache import prefill, read_position
+from .checks import integer
+from .progress import progress_bar
 from .prompts import check_fits, encode, longest_first
+from .vector_files import VectorFileError, check_finite_shape, read_vector_files, write_vector_files
 
 
 class IncompatibleVectorError(ValueError):
@@ -41,8 +41,9 @@ def model_fingerprint(model: PreTrainedModel) -> dict[str, int | str]:
 
 
 def model_id(model: PreTrainedModel) -> str:
-    """The name the model was loaded by (``load_model`` records it), else its ``name_or_path``."""
-    return getattr(model, "name_or_alias", None) or model.config.name_or_path
+    """The name the model was loaded by (``load_model`` records it), else its ``name_or_path``, else (a model
+    built in memory) its architecture."""
+    return getattr(model, "name_or_alias", None) or model.config.name_or_path or f"unnamed {type(model).__name__}"
 
 
 @dataclass
@@ -66,26 +67,43 @@ class SteeringVector:
     values: torch.Tensor
     metadata: VectorMetadata
 
+    def __post_init__(self) -> None:
+        """Refuse tensors whose shape is not the one the metadata's fingerprint gives, or that are not finite."""
+        shape = fingerprint_shape(self.metadata.fingerprint, ("n_layers", "n_kv_heads", "head_dim"))
+        for name in ("keys", "values"):
+            check_finite_shape("a steering vector", name, getattr(self, name), shape)
+
     def check_compatible(self, model: PreTrainedModel) -> None:
-        """Raise IncompatibleVectorError unless the model's cache has this vector's shape.
+        """Raise IncompatibleVectorError unless the model's cache has the shape of this vector's tensors.
 
         Shapes decide; a different model name with the same shapes only warns (a base and an instruct
         model share shapes, and steering across them is a legitimate experiment).
         """
         names = ("n_layers", "n_kv_heads", "head_dim")
-        check_shapes("steering vector", self.metadata.model_id,
-                     {k: int(self.metadata.fingerprint[k]) for k in names},
+        check_shapes("steering vector", self.metadata.model_id, dict(zip(names, self.keys.shape, strict=True)),
                      {k: int(model_fingerprint(model)[k]) for k in names}, model)
 
     def save(self, path: str | Path) -> tuple[Path, Path]:
-        """Write ``<path>.safetensors`` and ``<path>.json``; return both paths."""
+        """Write ``<path>.safetensors`` and ``<path>.json`` (with the tensors' checksum); return both paths."""
         return write_vector_files(path, {"keys": self.keys, "values": self.values}, self.metadata)
 
     @classmethod
     def load(cls, path: str | Path) -> SteeringVector:
-        """Read a vector written by :meth:`save` (``path`` may name either file or their common stem)."""
-        tensors, fields = read_vector_files(path, "a steering vector")
-        return cls(tensors["keys"], tensors["values"], VectorMetadata(**fields))
+        """Read a vector written by :meth:`save` (``path`` may name either file or their common stem), checking
+        its files, checksum, tensors and metadata; VectorFileError says what is wrong."""
+        tensors, metadata = read_vector_files(path, "a steering vector", ("keys", "values"), VectorMetadata)
+        try:
+            return cls(tensors["keys"], tensors["values"], metadata)
+        except ValueError as error:
+            raise VectorFileError(f"{path}: {error}") from None
+
+
+def fingerprint_shape(fingerprint: dict[str, int | str], names: tuple[str, ...]) -> tuple[int, ...]:
+    """The tensor shape a fingerprint gives: its positive integer entries ``names``, in order."""
+    values = [fingerprint.get(name) for name in names]
+    if not all(isinstance(value, int) and not isinstance(value, bool) and value > 0 for value in values):
+        raise ValueError(f"the metadata's fingerprint needs positive integers {list(names)}, found {fingerprint}")
+    return tuple(int(value) for value in values)  # type: ignore[arg-type]
 
 
 def check_shapes(what: str, source: str, ours: dict[str, int], theirs: dict[str, int], model: PreTrainedModel) -> None:
@@ -98,33 +116,6 @@ def check_shapes(what: str, source: str, ours: dict[str, int], theirs: dict[str,
         )
     if source != model_id(model):
         warnings.warn(f"{what} was extracted from {source!r}, applying it to {model_id(model)!r}", stacklevel=3)
-
-
-def write_vector_files(path: str | Path, tensors: dict[str, torch.Tensor], metadata: Any) -> tuple[Path, Path]:
-    """Write ``tensors`` to ``<path>.safetensors`` and the dataclass ``metadata`` to ``<path>.json`` (never
-    pickle); return both paths."""
-    stem = _stem(path)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    tensors_path, meta_path = stem.with_suffix(".safetensors"), stem.with_suffix(".json")
-    save_file({name: tensor.contiguous() for name, tensor in tensors.items()}, tensors_path)
-    meta_path.write_text(json.dumps(asdict(metadata), indent=2, ensure_ascii=False) + "\n")
-    return tensors_path, meta_path
-
-
-def read_vector_files(path: str | Path, what: str) -> tuple[dict[str, torch.Tensor], dict]:
-    """The tensors and the metadata fields written by :func:`write_vector_files`; a missing file is named."""
-    stem = _stem(path)
-    tensors_path, meta_path = stem.with_suffix(".safetensors"), stem.with_suffix(".json")
-    for required in (tensors_path, meta_path):
-        if not required.is_file():
-            raise FileNotFoundError(f"{required} not found: {what} is a .safetensors + .json pair")
-    return load_file(tensors_path), json.loads(meta_path.read_text())
-
-
-def _stem(path: str | Path) -> Path:
-    """The common stem of a vector's two files, whichever of the three names is given."""
-    path = Path(path)
-    return path.with_suffix("") if path.suffix in (".safetensors", ".json") else path
 
 
 @torch.no_grad()
@@ -146,12 +137,13 @@ def read_at_token(
     left-padded batches, so that similar lengths share a batch and the column ``token_offset`` holds the same
     real token position in every row.
     """
-    if token_offset >= 0:
+    if integer("token_offset", token_offset) >= 0:
         raise ValueError(f"token_offset counts from the end of the prompt and must be negative, got {token_offset}")
+    integer("batch_size", batch_size, at_least=1)
     order = longest_first(tokenizer, texts)
     rows: list[torch.Tensor | None] = [None] * len(texts)
     tokens: list[str] = [""] * len(texts)
-    for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch", disable=not progress):
+    for start in progress_bar(range(0, len(order), batch_size), desc=desc, unit="batch", enabled=progress):
         indices = order[start : start + batch_size]
         batch = encode(tokenizer, [texts[i] for i in indices], model.device)
         check_fits(model, batch.attention_mask)

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from itertools import product
 from pathlib import Path
 from typing import Any
@@ -17,62 +18,93 @@ from typing import Any
 import torch
 
 from ..core.caa import MODES as CAA_MODES
+from ..core.checks import finite_number, integer
 from ..core.models import DEFAULT_MODEL, load_model
-from ..tasks.task import TASK_NAMES, get_task
+from ..tasks.contrastive import SELECTIONS
+from ..tasks.task import TASK_NAMES
+from ..tasks.traces import STYLES
 from .config import EvalConfig
 from .methods import METHODS, Method, get_method
-from .paper import PAPER_MAX_NEW_TOKENS, PAPER_OPTIONS, PAPER_SEEDS
+from .paper import PAPER_MAX_NEW_TOKENS, PAPER_OPTIONS
 from .results import collect, comparison_table
-from .runner import evaluate, run_directory
+from .runner import check_config, evaluate, run_directory
 from .selection import CAA_GRID_MULTIPLIERS, SELECTION_GRID, apply_point, select_settings
+
+
+def _argument(check: Callable[[str, Any], Any], convert: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An argparse type: convert the text, then check the value; a failure is a usage error naming what is
+    allowed."""
+
+    def parse(text: str) -> Any:
+        try:
+            return check("the value", convert(text))
+        except (TypeError, ValueError) as error:
+            raise argparse.ArgumentTypeError(f"{text!r}: {error}") from None
+
+    return parse
+
+
+finite_float = _argument(finite_number, float)
+any_int = _argument(integer, int)
+positive_int = _argument(lambda name, value: integer(name, value, at_least=1), int)
+non_negative_int = _argument(lambda name, value: integer(name, value, at_least=0), int)
+
+
+def add_progress_argument(parser: argparse.ArgumentParser) -> None:
+    """``--no-progress``: no progress bars (``TQDM_DISABLE=1`` in the environment does the same)."""
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars (as TQDM_DISABLE=1 does)")
 
 
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``evaluate``."""
-    parser.add_argument("--task", nargs="+", required=True, metavar="TASK",
+    parser.add_argument("--task", nargs="+", required=True, metavar="TASK", choices=TASK_NAMES,
                         help=f"one or more of: {', '.join(TASK_NAMES)}")
-    parser.add_argument("--method", nargs="+", required=True, metavar="METHOD",
+    parser.add_argument("--method", nargs="+", required=True, metavar="METHOD", choices=list(METHODS),
                         help=f"one or more of: {', '.join(METHODS)}")
     parser.add_argument("--model", default=DEFAULT_MODEL, help="embedded model, local folder or hub id")
     parser.add_argument("--device", default=None, help="default: CUDA when present, else CPU")
-    parser.add_argument("--threads", type=int, default=None,
+    parser.add_argument("--threads", type=positive_int, default=None,
                         help="CPU threads for torch (1 is much faster on a CPU shared with other jobs)")
     parser.add_argument("--output-dir", default="data/results", type=Path)
-    parser.add_argument("--limit", type=int, default=None, help="first N items of the evaluation split (default: all)")
-    parser.add_argument("--max-new-tokens", type=int, default=PAPER_MAX_NEW_TOKENS)
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--limit", type=positive_int, default=None,
+                        help="first N items of the evaluation split (default: all)")
+    parser.add_argument("--max-new-tokens", type=positive_int, default=PAPER_MAX_NEW_TOKENS)
+    parser.add_argument("--batch-size", type=positive_int, default=16)
     parser.add_argument("--no-force-choice", action="store_true")
     parser.add_argument("--sampling", action="store_true", help="sample (one run per seed) instead of greedy")
-    parser.add_argument("--seeds", type=int, nargs="+", default=list(PAPER_SEEDS))
-    parser.add_argument("--temperature", type=float)
-    parser.add_argument("--top-p", type=float)
-    parser.add_argument("--top-k", type=int)
+    parser.add_argument("--seeds", type=any_int, nargs="+", help="sampling seeds (default: the paper's five)")
+    parser.add_argument("--temperature", type=finite_float)
+    parser.add_argument("--top-p", type=finite_float)
+    parser.add_argument("--top-k", type=positive_int)
+    add_progress_argument(parser)
     steering = parser.add_argument_group("cache steering (defaults: the paper's SmolLM2 settings)")
-    steering.add_argument("--c-values", type=float)
-    steering.add_argument("--c-keys", type=float, default=0.0)
-    steering.add_argument("--n-pairs", type=int)
-    steering.add_argument("--n-demonstrations", type=int)
-    steering.add_argument("--selection", choices=("nearest", "random"), default="nearest")
-    steering.add_argument("--selection-seed", type=int, default=0)
+    steering.add_argument("--c-values", type=finite_float)
+    steering.add_argument("--c-keys", type=finite_float, default=0.0)
+    steering.add_argument("--n-pairs", type=positive_int)
+    steering.add_argument("--n-demonstrations", type=positive_int)
+    steering.add_argument("--selection", choices=SELECTIONS, default="nearest")
+    steering.add_argument("--selection-seed", type=any_int, default=0)
     steering.add_argument("--traces", help="trace file for the demonstrations (default data/traces/{task}.jsonl)")
-    steering.add_argument("--style", help="reasoning style of the traces to use (default: the default traces)")
-    steering.add_argument("--layers", type=int, nargs="+", help="layers to steer (default: all but layer 0)")
+    steering.add_argument("--style", choices=STYLES, help="reasoning style of the traces (default: default)")
+    steering.add_argument("--layers", type=non_negative_int, nargs="+",
+                          help="layers to steer (default: all but layer 0)")
     caa = parser.add_argument_group("activation steering, method caa (defaults: the paper's SmolLM2 settings)")
-    caa.add_argument("--layer", type=int, help="the one layer CAA steers")
-    caa.add_argument("--multiplier", type=float)
+    caa.add_argument("--layer", type=non_negative_int, help="the one layer CAA steers")
+    caa.add_argument("--multiplier", type=finite_float)
     caa.add_argument("--caa-mode", choices=CAA_MODES, help="paper (no KV cache, as the paper), cached or one_shot")
     augmentation = parser.add_argument_group("cache augmentation, method cache_augmentation")
     augmentation.add_argument("--checkpoint", help="a coprocessor (or pause-token) run or checkpoint folder")
     select = parser.add_argument_group("held-out selection of the steering settings")
     select.add_argument("--select", action="store_true", help="choose c_values, pairs and demonstrations on "
                         "held-out items first, then evaluate with the best")
-    select.add_argument("--select-limit", type=int, default=100, help="held-out items per grid point")
-    select.add_argument("--grid-c-values", type=float, nargs="+", default=list(SELECTION_GRID["c_values"]))
-    select.add_argument("--grid-n-pairs", type=int, nargs="+", default=list(SELECTION_GRID["n_pairs"]))
-    select.add_argument("--grid-n-demonstrations", type=int, nargs="+",
+    select.add_argument("--select-limit", type=positive_int, default=100, help="held-out items per grid point")
+    select.add_argument("--grid-c-values", type=finite_float, nargs="+", default=list(SELECTION_GRID["c_values"]))
+    select.add_argument("--grid-n-pairs", type=positive_int, nargs="+", default=list(SELECTION_GRID["n_pairs"]))
+    select.add_argument("--grid-n-demonstrations", type=positive_int, nargs="+",
                         default=list(SELECTION_GRID["n_demonstrations"]))
-    select.add_argument("--grid-layers", type=int, nargs="+", help="CAA layers (default: the paper's layer)")
-    select.add_argument("--grid-multipliers", type=float, nargs="+", default=list(CAA_GRID_MULTIPLIERS),
+    select.add_argument("--grid-layers", type=non_negative_int, nargs="+",
+                        help="CAA layers (default: the paper's layer)")
+    select.add_argument("--grid-multipliers", type=finite_float, nargs="+", default=list(CAA_GRID_MULTIPLIERS),
                         help="CAA multipliers (default: the paper's search grid)")
     parser.add_argument("--paper-model", default=None, help="paper model to compare with (default: the closest)")
 
@@ -88,7 +120,8 @@ def _config(args: argparse.Namespace, task: str, method: Method) -> EvalConfig:
     return EvalConfig(
         task=task, method=method.name, model=args.model, limit=args.limit, max_new_tokens=args.max_new_tokens,
         batch_size=args.batch_size, force_choice=not args.no_force_choice, do_sample=args.sampling,
-        seeds=tuple(args.seeds), temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
+        seeds=tuple(args.seeds) if args.seeds else None, temperature=args.temperature, top_p=args.top_p,
+        top_k=args.top_k,
         c_values=args.c_values, c_keys=args.c_keys, n_pairs=args.n_pairs, n_demonstrations=args.n_demonstrations,
         selection=args.selection, selection_seed=args.selection_seed, traces=args.traces, style=args.style,
         layers=tuple(args.layers) if args.layers else None, options=_options(args, method),
@@ -98,16 +131,18 @@ def _config(args: argparse.Namespace, task: str, method: Method) -> EvalConfig:
 def run_evaluate(args: argparse.Namespace) -> int:
     """Evaluate every task x method, optionally selecting steering settings first, and print the results
     beside the paper's."""
-    for task in args.task:
-        get_task(task)
-    methods = [get_method(name) for name in args.method]
+    try:  # every setting is checked before the model loads: a bad one is a usage error, not a late traceback
+        configs = {(task, name): check_config(_config(args, task, get_method(name)))
+                   for task, name in product(args.task, args.method)}
+    except (TypeError, ValueError) as error:
+        args.parser.error(str(error))
     if args.threads:
         torch.set_num_threads(args.threads)
     model, tokenizer = load_model(args.model, device=args.device)
     memo: dict = {}
     collected = []
-    for task, method in product(args.task, methods):
-        config = _config(args, task, method)
+    for (task, name), config in configs.items():
+        method = get_method(name)
         run_dir = run_directory(args.output_dir, args.model, task, method.name)
         if args.select and ("c_values" in method.settings or method.options):
             paper_layer = PAPER_OPTIONS.get((task, method.name), {}).get("layer")
@@ -116,10 +151,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
             chosen = select_settings(model, tokenizer, config, run_dir / "selection", limit=args.select_limit,
                                      c_values=args.grid_c_values, n_pairs=args.grid_n_pairs,
                                      n_demonstrations=args.grid_n_demonstrations, memo=memo,
-                                     options={k: v for k, v in grids.items() if k in method.options and v})
+                                     options={k: v for k, v in grids.items() if k in method.options and v},
+                                     progress=not args.no_progress)
             print(f"{task} {method.name}: selected {chosen['best']} (held-out accuracy {chosen['best_accuracy']:.3f})")
             config = apply_point(config, chosen["best"])
-        result = evaluate(model, tokenizer, config, run_dir, memo=memo)
+        result = evaluate(model, tokenizer, config, run_dir, memo=memo, progress=not args.no_progress)
         spread = (f"sd {result['accuracy_sd']}" if result["ci95"] is None
                   else f"95% CI [{result['ci95'][0]:.4f}, {result['ci95'][1]:.4f}]")
         print(f"{task} {method.name}: accuracy {result['accuracy']:.4f} ({spread}), {result['mean_words']:.0f} words, "
@@ -140,7 +176,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     evaluate_parser = commands.add_parser("evaluate", help="evaluate methods on tasks (resumable)",
                                           description=run_evaluate.__doc__)
     add_evaluate_arguments(evaluate_parser)
-    evaluate_parser.set_defaults(handler=run_evaluate)
+    evaluate_parser.set_defaults(handler=run_evaluate, parser=evaluate_parser)
     results_parser = commands.add_parser("results", help="stored results beside the paper's",
                                          description=run_results.__doc__)
     results_parser.add_argument("--results-dir", type=Path, default=None, help="default: the book's data/results")

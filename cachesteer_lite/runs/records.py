@@ -56,13 +56,13 @@ def read_records(path: Path, key: Key = by_index, repair: bool = False) -> dict[
     """
     if not path.is_file():
         return {}
-    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    lines = path.read_bytes().splitlines(keepends=True)  # bytes: a write cut inside a UTF-8 character is torn too
     records: dict[Any, dict] = {}
     clean = True
     for number, line in enumerate(lines, start=1):
         try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
+            record = json.loads(line.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
             if number == len(lines):
                 clean = False
                 if repair:
@@ -72,7 +72,7 @@ def read_records(path: Path, key: Key = by_index, repair: bool = False) -> dict[
             raise ValueError(f"{path}, line {number}: not valid JSON; the file is damaged") from None
         if not isinstance(record, dict):
             raise ValueError(f"{path}, line {number}: expected a JSON object; the file is damaged")
-        if key(record) in records or not line.endswith("\n"):
+        if key(record) in records or not line.endswith(b"\n"):
             clean = False
         records.setdefault(key(record), record)
     if not clean and repair:

@@ -14,7 +14,7 @@ from ..files import book_folder
 from ..tasks.quality import degenerate_share
 from ..tasks.task import TASK_NAMES
 from .methods import strength_of
-from .paper import PAPER_METHODS, paper_entry, paper_model_for
+from .paper import PAPER_METHODS, load_paper_results, paper_entry, paper_model_for
 from .records import read_json, read_records
 
 RESULTS_FOLDER = "data/results"
@@ -94,9 +94,17 @@ def collect_grids(results_dir: str | Path | None = None, model: str | None = Non
                                        r["coefficient"]))
 
 
+def comparable(result: dict[str, Any], paper_model: str) -> bool:
+    """Whether a result can be set against the paper's number: the paper's own model (not only its family) on
+    the paper's whole evaluation split. A 12-question run of another model size is not."""
+    same_model = result["model"].rsplit("/", 1)[-1].lower() == paper_model.lower()
+    return same_model and result["n"] == load_paper_results()["n"][result["task"]]
+
+
 def compare(results: Sequence[dict[str, Any]], paper_model: str | None = None) -> list[dict[str, Any]]:
     """One row per result (as :func:`runner.evaluate` returns it): our accuracy (%) and words beside the
-    paper's, with the difference in points (ours - paper) where the paper has a value.
+    paper's, with the paper's model and number of questions, and the difference in points (ours - paper) where
+    the paper has a value and the two are :func:`comparable`.
 
     ``paper_model`` defaults to the paper model of the same family as each result's model.
     """
@@ -107,6 +115,7 @@ def compare(results: Sequence[dict[str, Any]], paper_model: str | None = None) -
         entry = paper_entry(result["task"], result["method"], reference, sampling) if reference else None
         paper_accuracy = None if entry is None else entry["accuracy_mean" if sampling else "accuracy"]
         ours = 100 * result["accuracy"]
+        same_setting = reference is not None and paper_accuracy is not None and comparable(result, reference)
         rows.append({
             "task": result["task"],
             "method": result["method"],
@@ -118,11 +127,12 @@ def compare(results: Sequence[dict[str, Any]], paper_model: str | None = None) -
             "mean_words": result["mean_words"],
             "degenerate": None if result.get("degenerate") is None else 100 * result["degenerate"],
             "paper_model": reference,
+            "paper_n": load_paper_results()["n"][result["task"]] if entry else None,
             "paper_accuracy": paper_accuracy,
             "paper_sd": entry.get("accuracy_sd") if entry else None,
             "paper_words": entry.get("mean_words") if entry else None,
             "paper_status": entry["status"] if entry else "not in the paper",
-            "difference": None if paper_accuracy is None else ours - paper_accuracy,
+            "difference": ours - paper_accuracy if same_setting and paper_accuracy is not None else None,
         })
     return rows
 
@@ -134,11 +144,11 @@ def _number(value: float | None, digits: int = 2, signed: bool = False) -> str:
 
 
 def comparison_table(results: Sequence[dict[str, Any]], paper_model: str | None = None) -> str:
-    """:func:`compare` as a Markdown table (accuracy in %, words, % of degenerate answers, difference in
-    points)."""
-    lines = ["| model | task | method | n | ours (95% CI or ± sd) | words | degenerate % | paper model | paper | "
-             "paper words | ours − paper |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    """:func:`compare` as a Markdown table (accuracy in %, words, % of degenerate answers, the paper's model, n and
+    numbers, and the difference in points where the settings are :func:`comparable`)."""
+    lines = ["| model | task | method | n | ours (95% CI or ± sd) | words | degenerate % | paper model | paper n | "
+             "paper | paper words | ours − paper |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in compare(results, paper_model):
         if row["ci95"] is not None:
             ours = f"{row['accuracy']:.2f} [{row['ci95'][0]:.1f}, {row['ci95'][1]:.1f}]"
@@ -149,5 +159,6 @@ def comparison_table(results: Sequence[dict[str, Any]], paper_model: str | None 
             paper += f" ± {row['paper_sd']:.2f}"
         lines.append(f"| {row['model']} | {row['task']} | {row['method']} | {row['n']} | {ours} | "
                      f"{row['mean_words']:.0f} | {_number(row['degenerate'], 0)} | {row['paper_model'] or '–'} | "
-                     f"{paper} | {_number(row['paper_words'], 0)} | {_number(row['difference'], signed=True)} |")
+                     f"{row['paper_n'] or '–'} | {paper} | {_number(row['paper_words'], 0)} | "
+                     f"{_number(row['difference'], signed=True)} |")
     return "\n".join(lines)

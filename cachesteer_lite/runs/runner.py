@@ -6,7 +6,8 @@ directory:
 
 * ``items.jsonl`` (``items_seed{S}.jsonl`` per sampling run): one record per item, appended as each batch
   completes (:mod:`records`), so an interrupted run resumes where it stopped and the file holds each item once;
-* ``run.json``: the settings the records were made with (a rerun with other settings is refused);
+* ``run.json``: the settings the records were made with (a rerun with other settings is refused) and every
+  session that worked on the run, so that the wall time of a resumed run adds up (:class:`RunLog`);
 * ``results.json``: accuracy with a 95% Wilson interval, mean output length in tokens and words, the share of
   degenerate answers, the full configuration, library versions, hardware and wall time.
 """
@@ -25,11 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ..core.deviations import Deviation
 from ..core.generation import Completion
+from ..core.progress import progress_bar
 from ..core.prompts import chat_prompt, longest_first
 from ..core.vectors import model_id
 from ..tasks.contrastive import trace_coverage
@@ -39,7 +40,7 @@ from ..tasks.scoring import Extraction, score_choices, score_number
 from ..tasks.task import Task, get_task
 from .config import COMMON_SETTINGS, SAMPLING_SETTINGS, EvalConfig, sampling_kwargs
 from .methods import VECTOR_FILE, Method, Prepared, get_method, reuse_saved_vector
-from .paper import PAPER_OPTIONS, PAPER_SETTINGS
+from .paper import PAPER_OPTIONS, PAPER_SEEDS, PAPER_SETTINGS
 from .provenance import hardware, versions
 from .records import append_records, read_json, read_records, write_json
 from .statistics import wilson_interval
@@ -80,23 +81,38 @@ DEVIATIONS: tuple[Deviation, ...] = (
 )
 
 
-def resolve_config(config: EvalConfig, model: PreTrainedModel) -> EvalConfig:
-    """Fill the ``None`` fields that a run needs: the model name, the evaluation split and, for steering
-    methods, the paper's settings (pairs capped at what the trace file covers, with a warning)."""
+def check_config(config: EvalConfig) -> EvalConfig:
+    """Check what ``config`` names and needs before any model loads: the task and split, the method, its
+    options, and a value (or a paper default) for every steering setting it reads. Returns ``config``."""
     task = get_task(config.task)
+    if config.split is not None:
+        task.check_split(config.split)
+    _paper_settings(_resolve_options(config, get_method(config.method)))
+    return config
+
+
+def _paper_settings(config: EvalConfig) -> dict[str, Any]:
+    """The paper's value of each steering setting ``config``'s method reads and ``config`` leaves unset."""
     method = get_method(config.method)
-    config = replace(config, model=config.model or model_id(model),
-                     split=task.check_split(config.split or task.eval_split))
-    config = _resolve_options(config, method)
-    if "n_pairs" not in method.settings:
-        return config
     paper = PAPER_SETTINGS.get((config.task, config.method), {})
     unset = [name for name in ("c_values", "n_pairs", "n_demonstrations")
              if name in method.settings and getattr(config, name) is None]
-    filled: dict[str, Any] = {name: paper[name] for name in unset if name in paper}
-    missing = [name for name in unset if name not in filled]
+    missing = [name for name in unset if name not in paper]
     if missing:
         raise ValueError(f"method {config.method!r} on {config.task!r} needs {', '.join(missing)}")
+    return {name: paper[name] for name in unset}
+
+
+def resolve_config(config: EvalConfig, model: PreTrainedModel) -> EvalConfig:
+    """Fill the ``None`` fields that a run needs: the model name, the evaluation split, the sampling seeds and,
+    for steering methods, the paper's settings (pairs capped at what the trace file covers, with a warning)."""
+    check_config(config)
+    task = get_task(config.task)
+    config = replace(config, model=config.model or model_id(model),
+                     split=task.check_split(config.split or task.eval_split),
+                     seeds=(config.seeds or PAPER_SEEDS) if config.do_sample else None)
+    config = _resolve_options(config, get_method(config.method))
+    filled = _paper_settings(config)
     if "n_pairs" in filled:
         covered = trace_coverage(task, config.traces, config.style or "default")
         if covered is not None and covered < filled["n_pairs"]:
@@ -132,18 +148,61 @@ def relevant_settings(config: EvalConfig) -> dict[str, Any]:
     return json.loads(json.dumps(values))
 
 
-def _claim_run_dir(run_dir: Path, settings: dict[str, Any]) -> None:
-    """Record the settings in ``run.json``, or check that an existing run used the same ones."""
-    path = run_dir / "run.json"
-    if path.is_file():
-        previous = read_json(path)["settings"]
-        changed = sorted(k for k in set(previous) | set(settings) if previous.get(k) != settings.get(k))
-        if changed:
-            raise ValueError(f"{run_dir} holds a run with other settings ({', '.join(changed)}: "
-                             f"{[previous.get(k) for k in changed]} there, {[settings.get(k) for k in changed]} "
-                             "now); use another output directory")
-        return
-    write_json(path, {"settings": settings})
+class RunLog:
+    """``run.json`` of a run directory: the settings its records were made with, and every session that worked on
+    it (start, wall time, records found and added), so that a resumed run's wall time adds up.
+
+    Opening it refuses a directory whose run has other settings. A run written before sessions were recorded
+    counts its earlier wall time (from its results.json) as one session.
+    """
+
+    def __init__(self, run_dir: Path, settings: dict[str, Any]) -> None:
+        self.path = run_dir / "run.json"
+        self.settings = settings
+        self.sessions: list[dict[str, Any]] = []
+        if self.path.is_file():
+            previous = read_json(self.path)
+            changed = sorted(k for k in set(previous["settings"]) | set(settings)
+                             if previous["settings"].get(k) != settings.get(k))
+            if changed:
+                raise ValueError(f"{run_dir} holds a run with other settings ({', '.join(changed)}: "
+                                 f"{[previous['settings'].get(k) for k in changed]} there, "
+                                 f"{[settings.get(k) for k in changed]} now); use another output directory")
+            self.sessions = previous.get("sessions") or self._earlier_session(run_dir / "results.json")
+        self.sessions.append({"started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                              "wall_time_s": 0.0, "records_found": None, "records_added": 0})
+        self.save()
+
+    @staticmethod
+    def _earlier_session(results: Path) -> list[dict[str, Any]]:
+        if not results.is_file():
+            return []
+        return [{"started": None, "wall_time_s": read_json(results)["wall_time_s"], "records_found": None,
+                 "records_added": None, "note": "before sessions were recorded"}]
+
+    def update(self, wall_time_s: float, *, found: int | None = None, added: int = 0) -> None:
+        """Record this session's wall time so far, and add the records it found on disk (once per items file) and
+        the records it added."""
+        current = self.sessions[-1]
+        current["wall_time_s"] = round(wall_time_s, 3)
+        if found is not None:
+            current["records_found"] = (current["records_found"] or 0) + found
+        current["records_added"] += added
+        self.save()
+
+    def save(self) -> None:
+        """Write ``run.json`` (atomically: a reader sees the old file or the new one)."""
+        write_json(self.path, {"settings": self.settings, "sessions": self.sessions})
+
+    @property
+    def wall_time_s(self) -> float:
+        """The wall time of every session, added up."""
+        return round(sum(session["wall_time_s"] for session in self.sessions), 3)
+
+    @property
+    def resumes(self) -> int:
+        """Sessions that found records of this run already on disk."""
+        return sum(bool(session["records_found"]) for session in self.sessions)
 
 
 def _extract(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, task: Task, config: EvalConfig,
@@ -232,7 +291,7 @@ def evaluate(
     task, method = get_task(config.task), get_method(config.method)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    _claim_run_dir(run_dir, relevant_settings(config))
+    log = RunLog(run_dir, relevant_settings(config))
     items = load_items(task, config.split, config.limit, config.start)
     if not items:
         raise ValueError(f"no {config.task} {config.split} items from {config.start} (limit {config.limit})")
@@ -247,11 +306,12 @@ def evaluate(
     generation = {**sampling_kwargs(model, config), "max_new_tokens": config.max_new_tokens,
                   "batch_size": config.batch_size}
     runs = []
-    for seed in config.seeds if config.do_sample else (None,):
+    for seed in config.seeds or (None,):  # resolved: the sampling seeds, or one greedy run
         path = run_dir / items_file(seed)
         done = read_records(path, repair=True)  # appending after a cut-off line would corrupt the file
-        bar = tqdm(total=len(items), desc=f"{config.task} {config.method}" + ("" if seed is None else f" seed {seed}"),
-                   unit="item", disable=not progress)
+        log.update(time.perf_counter() - started, found=sum(item.index in done for item in items))
+        bar = progress_bar(total=len(items), unit="item", enabled=progress,
+                           desc=f"{config.task} {config.method}" + ("" if seed is None else f" seed {seed}"))
         bar.update(sum(item.index in done for item in items))
         for number, batch in enumerate(batches):
             todo = [i for i in batch if items[i].index not in done]
@@ -267,19 +327,23 @@ def evaluate(
             records = [_record(items[i], c, e, number, seconds, seed)
                        for i, c, e in zip(todo, completions, extractions, strict=True)]
             append_records(path, records)
+            log.update(time.perf_counter() - started, added=len(records))
             done.update((r["index"], r) for r in records)
             bar.update(len(todo))
             if on_batch is not None:
                 on_batch(sum(item.index in done for item in items), len(items))
         bar.close()
         runs.append({"seed": seed, "items_file": path.name, **summarise([done[item.index] for item in items])})
-    results = _results(config, prepared, generation, runs, model, time.perf_counter() - started)
+    log.update(time.perf_counter() - started)
+    results = _results(config, prepared, generation, runs, model, log)
     write_json(run_dir / "results.json", results)
     return results
 
 
 def _results(config: EvalConfig, prepared: Prepared, generation: dict, runs: list[dict], model: PreTrainedModel,
-             wall_time: float) -> dict[str, Any]:
+             log: RunLog) -> dict[str, Any]:
+    """The results file: accuracy over the runs, lengths, the config and provenance, and the wall time of every
+    session that worked on the run (generation time is summed from the records, so both cover every session)."""
     accuracies = [run["accuracy"] for run in runs]
     sampled = config.do_sample
     head = runs[0]
@@ -301,7 +365,9 @@ def _results(config: EvalConfig, prepared: Prepared, generation: dict, runs: lis
         "method_details": prepared.details,
         "versions": versions(),
         "hardware": hardware(model.device),
-        "wall_time_s": round(wall_time, 3),
+        "wall_time_s": log.wall_time_s,
+        "sessions": len(log.sessions),
+        "resumes": log.resumes,
         "generation_seconds": round(sum(run["generation_seconds"] for run in runs), 3),
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }

@@ -32,10 +32,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ..core.caa import ActivationVector, Mode, activation_fingerprint, activation_steering
+from ..core.progress import progress_bar
 from ..core.prompts import chat_prompt, encode
 from ..core.steering import append_offset, steered_generate
 from ..core.vectors import SteeringVector
@@ -179,7 +179,7 @@ def measure_batch_size(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBas
         timed_pass(fn, batches[:1], device, new_tokens)
     times: dict[str, list[float]] = {name: [] for name in functions}
     outputs: dict[str, list[torch.Tensor]] = {}
-    bar = tqdm(total=repeats * len(functions), desc=f"batch {batch_size}", unit="pass", disable=not progress)
+    bar = progress_bar(total=repeats * len(functions), desc=f"batch {batch_size}", unit="pass", enabled=progress)
     for _ in range(repeats):
         for name, fn in functions.items():
             bar.set_postfix_str(name)

@@ -26,6 +26,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ..core.models import DEFAULT_MODEL, load_model
 from ..core.vectors import model_id
+from ..runs.cli import add_progress_argument, finite_float, positive_int
 from ..runs.config import EvalConfig
 from ..runs.records import read_records, write_json
 from ..runs.runner import evaluate, run_directory
@@ -139,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
     summary = run_style_transfer(model, tokenizer, styles=args.styles, c_values=args.c_values, limit=args.limit,
                                  n_pairs=args.n_pairs, n_demonstrations=args.n_demonstrations,
                                  max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
-                                 output_dir=args.output_dir)
+                                 output_dir=args.output_dir, progress=not args.no_progress)
     print(f"classifier, held out: {summary['classifier_held_out']['accuracy']:.2f}")
     for row in summary["rows"]:
         print(f"{row['steered_style']:>20} c={row['c_values']:<4g} scored as {row['scored_style']:<20} "
@@ -154,12 +155,13 @@ def register(commands: argparse._SubParsersAction) -> None:
                                  description=run.__doc__)
     parser.add_argument("--model", default=DEFAULT_MODEL)
     parser.add_argument("--styles", nargs="+", default=list(TARGET_STYLES), choices=TARGET_STYLES)
-    parser.add_argument("--c-values", type=float, nargs="+", default=[PAPER_STYLE_SETTINGS["c_values"]])
-    parser.add_argument("--limit", type=int, default=PAPER_STYLE_SETTINGS["limit"])
-    parser.add_argument("--n-pairs", type=int, default=PAPER_STYLE_SETTINGS["n_pairs"])
-    parser.add_argument("--n-demonstrations", type=int, default=PAPER_STYLE_SETTINGS["n_demonstrations"])
-    parser.add_argument("--max-new-tokens", type=int, default=PAPER_STYLE_SETTINGS["max_new_tokens"])
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--c-values", type=finite_float, nargs="+", default=[PAPER_STYLE_SETTINGS["c_values"]])
+    parser.add_argument("--limit", type=positive_int, default=PAPER_STYLE_SETTINGS["limit"])
+    parser.add_argument("--n-pairs", type=positive_int, default=PAPER_STYLE_SETTINGS["n_pairs"])
+    parser.add_argument("--n-demonstrations", type=positive_int, default=PAPER_STYLE_SETTINGS["n_demonstrations"])
+    parser.add_argument("--max-new-tokens", type=positive_int, default=PAPER_STYLE_SETTINGS["max_new_tokens"])
+    parser.add_argument("--batch-size", type=positive_int, default=16)
+    parser.add_argument("--threads", type=positive_int, default=None)
     parser.add_argument("--output-dir", type=Path, default=Path("data/results"))
+    add_progress_argument(parser)
     parser.set_defaults(handler=run)

@@ -162,11 +162,17 @@ def read_traces(path: str | Path) -> list[Trace]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such trace file (trace files are data/traces/*.jsonl, "
                                 f"one JSON object per line; see data/traces/SCHEMA.md)")
-    lines = path.read_text(encoding="utf-8").splitlines()
-    if not lines:
+    raw_lines = path.read_bytes().split(b"\n")  # JSON Lines end lines with "\n" only (U+2028 may sit in a string)
+    if raw_lines[-1] == b"":
+        raw_lines.pop()
+    if not raw_lines:
         raise ValueError(f"{path}: empty trace file; expected one JSON trace per line")
     traces = []
-    for number, line in enumerate(lines, start=1):
+    for number, raw in enumerate(raw_lines, start=1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise ValueError(f"{path}, line {number}: not UTF-8 text ({error.reason})") from None
         if not line.strip():
             raise ValueError(f"{path}, line {number}: blank line; every line must hold one JSON trace")
         try:

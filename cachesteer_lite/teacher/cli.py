@@ -11,6 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..runs.cli import finite_float, positive_int
 from ..tasks.data import load_items
 from ..tasks.task import TASK_NAMES
 from ..tasks.traces import STYLES
@@ -48,19 +49,20 @@ def register(commands: argparse._SubParsersAction) -> None:
     """Add ``teacher`` to the command line."""
     parser = commands.add_parser("teacher", help="reasoning traces from an OpenAI-compatible teacher (resumable)",
                                  description=run.__doc__)
-    parser.add_argument("--task", required=True, help=", ".join(TASK_NAMES))
+    parser.add_argument("--task", required=True, choices=TASK_NAMES)
     parser.add_argument("--split", default="train")
-    parser.add_argument("--limit", type=int, default=None, help="the first N items of the split (default: all)")
+    parser.add_argument("--limit", type=positive_int, default=None,
+                        help="the first N items of the split (default: all)")
     parser.add_argument("--style", default="default", choices=STYLES)
     parser.add_argument("--out", required=True, type=Path,
                         help=f"accepted traces (JSONL); rejected ones go beside it as <stem>{REJECTED_SUFFIX}")
     parser.add_argument("--model", default=DEFAULT_TEACHER)
     parser.add_argument("--base-url", default=None, help="default: $OPENAI_BASE_URL, else OpenAI")
     parser.add_argument("--api-key", default=None, help="default: $OPENAI_API_KEY (prefer the variable)")
-    parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--max-tokens", type=int, default=1024)
-    parser.add_argument("--temperature", type=float, default=0.0)
-    parser.add_argument("--timeout", type=float, default=120.0, help="seconds per request")
-    parser.add_argument("--max-attempts", type=int, default=RetryPolicy.max_attempts)
+    parser.add_argument("--concurrency", type=positive_int, default=8)
+    parser.add_argument("--max-tokens", type=positive_int, default=1024)
+    parser.add_argument("--temperature", type=finite_float, default=0.0)
+    parser.add_argument("--timeout", type=finite_float, default=120.0, help="seconds per request")
+    parser.add_argument("--max-attempts", type=positive_int, default=RetryPolicy.max_attempts)
     parser.add_argument("--no-progress", action="store_true")
     parser.set_defaults(handler=run)

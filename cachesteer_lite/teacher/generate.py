@@ -20,8 +20,8 @@ from pathlib import Path
 import openai
 from openai import OpenAI
 from openai.types.chat import ChatCompletion
-from tqdm.auto import tqdm
 
+from ..core.progress import progress_bar
 from ..tasks.data import Item
 from ..tasks.traces import STYLES, Trace
 from .client import DEFAULT_RETRY, RetryPolicy, cost_usd, is_retryable, make_client
@@ -216,7 +216,7 @@ def _run_all(run: _Run, todo: list[Item], concurrency: int, progress: bool) -> B
     pending: set[Future] = set()
     queue = iter(todo)
     with (ThreadPoolExecutor(max_workers=concurrency) as pool,
-          tqdm(total=len(todo), unit="item", desc=f"{run.style} traces", disable=not progress) as bar):
+          progress_bar(total=len(todo), unit="item", desc=f"{run.style} traces", enabled=progress) as bar):
         try:
             while True:
                 while failure is None and len(pending) < concurrency and (item := next(queue, None)) is not None:

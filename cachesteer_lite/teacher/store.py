@@ -59,8 +59,11 @@ def read_rejected(path: str | Path) -> list[RejectedTrace]:
     path = Path(path)
     if not path.is_file():
         return []
+    lines = path.read_text(encoding="utf-8").split("\n")  # only "\n" ends a JSON line (U+2028 may sit in a string)
+    if lines[-1] == "":
+        lines.pop()
     records = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(lines, start=1):
         try:
             records.append(RejectedTrace.from_dict(json.loads(line)))
         except ValueError as error:  # json.JSONDecodeError is a ValueError

@@ -53,8 +53,9 @@ def test_paper_model_of_the_same_family() -> None:
     assert paper_model_for("gemma3-270m") is None
 
 
-def _result(task: str, method: str, accuracy: float, sampling: bool = False) -> dict:
-    return {"task": task, "method": method, "model": "smollm2-135m-instruct", "n": 300, "accuracy": accuracy,
+def _result(task: str, method: str, accuracy: float, sampling: bool = False, n: int = 300,
+            model: str = "smollm2-135m-instruct") -> dict:
+    return {"task": task, "method": method, "model": model, "n": n, "accuracy": accuracy,
             "ci95": None if sampling else [accuracy - 0.05, accuracy + 0.05], "accuracy_sd": 0.01 if sampling else None,
             "mean_words": 120.0, "degenerate": 0.1, "config": {"do_sample": sampling}}
 
@@ -62,14 +63,25 @@ def _result(task: str, method: str, accuracy: float, sampling: bool = False) -> 
 def test_compare_and_table() -> None:
     rows = compare([_result("arc_challenge", "cache_steering", 0.30), _result("gsm8k", "cot", 0.05),
                     _result("piqa", "cache_steering", 0.5, sampling=True), _result("csqa", "new_method", 0.2)])
-    assert rows[0]["paper_accuracy"] == 27.13 and abs(rows[0]["difference"] - 2.87) < 1e-9
+    assert rows[0]["paper_accuracy"] == 27.13 and rows[0]["paper_n"] == 1172
     assert rows[1]["difference"] is None and rows[1]["paper_status"] == "absent"
     assert rows[2]["paper_accuracy"] == 50.72 and rows[2]["paper_sd"] == 1.03
     assert rows[3]["paper_status"] == "not in the paper"
     table = comparison_table([_result("arc_challenge", "cache_steering", 0.30)])
     row = ("| smollm2-135m-instruct | arc_challenge | cache_steering | 300 | 30.00 [25.0, 35.0] | 120 | 10 | "
-           "SmolLM2-360M-Instruct | 27.13 | 244 | +2.87 |")
+           "SmolLM2-360M-Instruct | 1172 | 27.13 | 244 | – |")
     assert row in table.splitlines()
+
+
+def test_a_difference_is_printed_only_for_the_papers_model_on_its_whole_split() -> None:
+    """A 12-question run, or another size of the model, is shown beside the paper's number, never subtracted."""
+    same = _result("arc_challenge", "cache_steering", 0.30, n=1172, model="HuggingFaceTB/SmolLM2-360M-Instruct")
+    assert abs(compare([same])[0]["difference"] - 2.87) < 1e-9
+    assert "| +2.87 |" in comparison_table([same])
+    for other in (_result("arc_challenge", "cache_steering", 0.55, n=12, model="HuggingFaceTB/SmolLM2-360M-Instruct"),
+                  _result("arc_challenge", "cache_steering", 0.30, n=1172)):
+        row = compare([other])[0]
+        assert row["difference"] is None and row["paper_accuracy"] == 27.13
 
 
 def _store(root: Path, task: str, method: str, accuracy: float) -> None:

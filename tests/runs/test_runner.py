@@ -45,8 +45,6 @@ def test_unknown_names_list_the_valid_ones(smollm2, tmp_path: Path) -> None:
         evaluate(model, tokenizer, EvalConfig("arc_challenge", "steer_harder"), tmp_path)
     with pytest.raises(ValueError, match="valid tasks: gsm8k, arc_challenge, csqa, piqa"):
         evaluate(model, tokenizer, EvalConfig("mmlu", "baseline"), tmp_path)
-    with pytest.raises(ValueError, match="valid methods"):
-        main(["evaluate", "--task", "gsm8k", "--method", "magic"])
 
 
 def test_held_out_items_never_touch_the_evaluation_split() -> None:
@@ -204,12 +202,18 @@ def test_a_new_method_plugs_into_the_runner(smollm2, tmp_path: Path, monkeypatch
     assert result["runs"][0]["n_correct"] == 1 and result["method_details"] == {"plug": True}
 
 
-def test_cli_runs_and_prints_the_comparison(tmp_path: Path, capsys) -> None:
-    assert main(["evaluate", "--task", "gsm8k", "--method", "baseline", "--limit", "2", "--max-new-tokens", "3",
-                 "--output-dir", str(tmp_path)]) == 0
-    output = capsys.readouterr().out
-    assert "gsm8k baseline: accuracy" in output and "| gsm8k | baseline | 2 |" in output and "absent" in output
+def test_cli_runs_and_prints_the_comparison(tmp_path: Path, capsys, monkeypatch) -> None:
+    arguments = ["evaluate", "--task", "gsm8k", "--method", "baseline", "--limit", "2", "--max-new-tokens", "3",
+                 "--output-dir", str(tmp_path)]
+    assert main(arguments) == 0
+    printed = capsys.readouterr()
+    assert "gsm8k baseline: accuracy" in printed.out and "| gsm8k | baseline | 2 |" in printed.out
+    assert "| SmolLM2-360M-Instruct | 1319 | absent |" in printed.out  # the paper's model and n beside ours
+    assert "%|" in printed.err  # a progress bar
     assert (tmp_path / "smollm2-135m-instruct" / "gsm8k" / "baseline" / "results.json").is_file()
+    assert main([*arguments, "--no-progress"]) == 0 and "%|" not in capsys.readouterr().err
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    assert main(arguments) == 0 and "%|" not in capsys.readouterr().err
 
 
 # --- activation steering (CAA) through the same runner ------------------------------------------------------
@@ -320,3 +324,33 @@ def test_a_resumed_steering_run_reuses_its_saved_vector(smollm2, tmp_path: Path,
     with pytest.warns(UserWarning, match="ignoring the saved vector"):
         evaluate(model, tokenizer, config, tmp_path / "fresh", progress=False)
     assert extractions == [1, 1]
+
+
+def test_resumed_runs_add_up_their_wall_time_and_count_resumes(smollm2, tmp_path: Path) -> None:
+    """Before, a resumed run's results.json counted the last session's wall time only, while its generation time
+    covered every session; and a greedy run listed five sampling seeds."""
+    model, tokenizer = smollm2
+    config = EvalConfig("gsm8k", "baseline", limit=4, batch_size=2, max_new_tokens=3)
+    with pytest.raises(Interrupted):
+        evaluate(model, tokenizer, config, tmp_path, progress=False, on_batch=_stop_after_first_batch)
+    (first,) = json.loads((tmp_path / "run.json").read_text())["sessions"]
+    assert (first["records_found"], first["records_added"]) == (0, 2) and first["wall_time_s"] > 0
+    result = evaluate(model, tokenizer, config, tmp_path, progress=False)
+    sessions = json.loads((tmp_path / "run.json").read_text())["sessions"]
+    assert [(s["records_found"], s["records_added"]) for s in sessions] == [(0, 2), (2, 2)]
+    assert result["wall_time_s"] == pytest.approx(sum(s["wall_time_s"] for s in sessions), abs=1e-3)
+    assert result["wall_time_s"] >= result["generation_seconds"] > 0
+    assert (result["sessions"], result["resumes"]) == (2, 1)
+    assert result["config"]["seeds"] is None  # greedy: no sampling seeds
+
+
+def test_a_run_stored_before_sessions_keeps_its_wall_time(smollm2, tmp_path: Path) -> None:
+    model, tokenizer = smollm2
+    config = EvalConfig("gsm8k", "baseline", limit=2, batch_size=2, max_new_tokens=3)
+    first = evaluate(model, tokenizer, config, tmp_path, progress=False)
+    run = json.loads((tmp_path / "run.json").read_text())
+    (tmp_path / "run.json").write_text(json.dumps({"settings": run["settings"]}))  # as written before sessions
+    results = json.loads((tmp_path / "results.json").read_text())
+    (tmp_path / "results.json").write_text(json.dumps({**results, "wall_time_s": 12.5}))
+    again = evaluate(model, tokenizer, config, tmp_path, progress=False)  # finished: nothing is generated again
+    assert again["wall_time_s"] >= 12.5 and again["sessions"] == 2 and again["accuracy"] == first["accuracy"]
