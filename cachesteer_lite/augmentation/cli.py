@@ -86,7 +86,7 @@ def _perplexity_table(rows: list[tuple[str, int, AheadPerplexity]]) -> str:
 def _setup(args: argparse.Namespace) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, TextSplit]:
     if args.threads:
         torch.set_num_threads(args.threads)
-    model, tokenizer = load_model(args.model, device=args.device)
+    model, tokenizer = load_model(args.model, device=args.device, progress=not args.no_progress)
     return model, tokenizer, training_texts(args.held_out_fraction, args.split_seed)
 
 

@@ -30,7 +30,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from transformers.cache_utils import Cache
 
 from .cache import left_padded_positions
-from .checks import finite_number, layer_indices
+from .checks import finite_number, layer_index
 from .generation import Completion, batched_completions, generation_settings
 from .vector_files import VectorFileError, check_finite_shape, read_vector_files, write_vector_files
 from .vectors import (
@@ -146,6 +146,7 @@ def read_block_outputs(
     *,
     token_offset: int = -1,
     batch_size: int = 16,
+    token_budget: int | None = None,
     progress: bool = True,
 ) -> tuple[torch.Tensor, list[str]]:
     """Every decoder block's output at one token of each prompt, ``[n_texts, n_layers, hidden_size]``, plus the
@@ -172,7 +173,8 @@ def read_block_outputs(
 
     with _forward_hooks([(block, recorder(layer)) for layer, block in enumerate(blocks)]):
         return read_at_token(model, tokenizer, texts, block_outputs, token_offset=token_offset,
-                             batch_size=batch_size, progress=progress, desc="reading activations")
+                             batch_size=batch_size, token_budget=token_budget, progress=progress,
+                             desc="reading activations")
 
 
 def extract_activation_vector(
@@ -181,6 +183,7 @@ def extract_activation_vector(
     pairs: Sequence[tuple[str, str]],
     *,
     batch_size: int = 16,
+    token_budget: int | None = None,
     token_offset: int = -1,
     progress: bool = True,
 ) -> ActivationVector:
@@ -190,7 +193,8 @@ def extract_activation_vector(
     example from :func:`prompts.contrastive_pair`. ``token_offset`` counts from the end of each prompt.
     """
     outputs, tokens = read_block_outputs(
-        model, tokenizer, pair_texts(pairs), token_offset=token_offset, batch_size=batch_size, progress=progress
+        model, tokenizer, pair_texts(pairs), token_offset=token_offset, batch_size=batch_size,
+        token_budget=token_budget, progress=progress
     )
     metadata = ActivationMetadata(
         model_id=model_id(model),
@@ -251,7 +255,7 @@ def activation_steering(
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
     blocks = decoder_blocks(model)
-    layer = layer_indices("layer", [layer], len(blocks))[0]
+    layer = layer_index("layer", layer, len(blocks))
     multiplier = finite_number("multiplier", multiplier)
     vector.check_compatible(model)
     delta = (multiplier * vector.directions[layer]).to(model.device)

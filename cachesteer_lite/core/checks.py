@@ -30,6 +30,13 @@ def integer(name: str, value: Any, *, at_least: int | None = None) -> int:
     return int(value)
 
 
+def layer_index(name: str, layer: Any, n_layers: int) -> int:
+    """``layer`` as an int, after checking that it is one of the model's layers 0..n_layers-1."""
+    if not 0 <= integer(name, layer) < n_layers:
+        raise ValueError(f"{name} {layer} does not exist: the model has layers 0..{n_layers - 1}")
+    return int(layer)
+
+
 def layer_indices(name: str, layers: Iterable[Any], n_layers: int) -> list[int]:
     """Sorted, distinct layer indices, each an integer in 0..n_layers-1."""
     if isinstance(layers, (str, bytes)) or not isinstance(layers, Iterable):

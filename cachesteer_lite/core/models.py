@@ -16,12 +16,16 @@ import importlib.util
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers.utils import logging as transformers_logging
+
+from .progress import disabled_by_environment
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 CACHE_DIR_ENV = "CACHESTEER_CACHE_DIR"
@@ -127,21 +131,37 @@ def resolve_model_path(name: str) -> str:
     return name
 
 
+@contextmanager
+def _loading_bars(enabled: bool) -> Iterator[None]:
+    """transformers' own progress bars (loading weights) on or off while loading, as they were afterwards."""
+    was_enabled = transformers_logging.is_progress_bar_enabled()
+    if not enabled:
+        transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            transformers_logging.enable_progress_bar()
+
+
 def load_model(
     name: str = DEFAULT_MODEL,
     *,
     dtype: torch.dtype = torch.float32,
     device: str | torch.device | None = None,
+    progress: bool = True,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load ``name`` in evaluation mode on ``device`` (default: CUDA when present) with an explicit ``dtype``.
 
     The tokenizer pads on the left (what batched generation needs) and uses EOS as padding when the model
-    defines no pad token. The paper ran every model in float32, hence the default.
+    defines no pad token. The paper ran every model in float32, hence the default. ``progress`` False (or
+    ``TQDM_DISABLE``) silences the loading bars.
     """
     path = resolve_model_path(name)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+        with _loading_bars(progress and not disabled_by_environment()):
+            tokenizer = AutoTokenizer.from_pretrained(path)
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
     except OSError as error:
         offline = os.environ.get("HF_HUB_OFFLINE") == "1"
         raise ModelLoadError(

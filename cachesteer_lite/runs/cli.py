@@ -138,7 +138,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         args.parser.error(str(error))
     if args.threads:
         torch.set_num_threads(args.threads)
-    model, tokenizer = load_model(args.model, device=args.device)
+    model, tokenizer = load_model(args.model, device=args.device, progress=not args.no_progress)
     memo: dict = {}
     collected = []
     for (task, name), config in configs.items():

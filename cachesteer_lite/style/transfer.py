@@ -136,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the style-transfer grid from the command line and print adherence and accuracy per row."""
     if args.threads:
         torch.set_num_threads(args.threads)
-    model, tokenizer = load_model(args.model)
+    model, tokenizer = load_model(args.model, progress=not args.no_progress)
     summary = run_style_transfer(model, tokenizer, styles=args.styles, c_values=args.c_values, limit=args.limit,
                                  n_pairs=args.n_pairs, n_demonstrations=args.n_demonstrations,
                                  max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
