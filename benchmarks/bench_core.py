@@ -1,13 +1,24 @@
-"""Benchmark of the core: load times, cache-steered vs plain decoding, batched vs one-by-one extraction.
+"""Benchmark of the core: load times, cache-steered vs plain decoding, extraction with the default batches vs one
+prompt at a time, and evaluation throughput with and without length grouping.
 
 Every figure is a ratio of two measurements taken in this one run, interleaved (A, B, A, B, ...) so that a
 busy machine slows both alike; each timing is the median of ``--repeats`` runs after one warm-up.
 
-    python benchmarks/bench_core.py [--repeats 3] [--out data/results/benchmarks/core_cpu.json]
+    python benchmarks/bench_core.py [--repeats 3] [--device cpu] [--out data/results/benchmarks/core_<device>.json]
 
 Decoding: both methods get the same token ids (prompt + offset token) and generate exactly ``--new-tokens``
 tokens per row (``min_new_tokens``), so tokens/s counts real generated tokens only, never padding. The
 steered timing includes its prefill and edit, as the paper's did.
+
+Extraction: the default settings (length batches of at most 16 rows within the device's token budget,
+``cachesteer_lite.core.batching``) against ``batch_size=1``, on short prompts and on paper-size ones (ARC pairs of
+three demonstrations, positives about twice as long as negatives), with the padding efficiency (real tokens over
+token slots) of the default batches and of the former fixed batches of 16.
+
+Evaluation: what the runner does for a multiple-choice question, through the shared generation loop: the answer
+(``--new-tokens`` greedy tokens at most) and the scoring continuation of its transcript (10 tokens), for
+``--questions`` ARC questions, with length grouping (the default) and without (fixed batches of 16 in longest-first
+order, the former behaviour): questions per minute and padding efficiency of both.
 """
 
 from __future__ import annotations
@@ -18,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
+
 from cachesteer_lite import (
     Demonstration,
     append_offset,
@@ -25,16 +38,29 @@ from cachesteer_lite import (
     contrastive_pair,
     encode,
     extract_steering_vector,
+    generate,
     load_items,
     load_model,
     steered_generate,
 )
+from cachesteer_lite.core.batching import default_token_budget, length_batches, padding_efficiency, token_lengths
+from cachesteer_lite.core.generation import batched_completions
+from cachesteer_lite.core.models import default_device
+from cachesteer_lite.core.vectors import pair_texts
 from cachesteer_lite.runs.provenance import run_record
 from cachesteer_lite.runs.records import write_json
 from cachesteer_lite.runs.timing import interleaved
+from cachesteer_lite.tasks.contrastive import random_neighbours
+from cachesteer_lite.tasks.scoring import ANSWER_SUFFIX, ANSWER_TOKENS
 from cachesteer_lite.tasks.traces import read_traces
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def portable(path: Path) -> str:
+    """``path`` relative to the repository when it lies inside it, so that a stored report names no machine."""
+    path = path.resolve()
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
 
 
 def load_times() -> dict[str, float]:
@@ -90,33 +116,84 @@ def short_pairs(n: int) -> list[tuple[str, str]]:
 
 
 def extraction(model, tokenizer, pairs: list[tuple[str, str]], repeats: int, label: str) -> dict:
-    """Pairs/s of extraction at batch 16 and one pair at a time, on the same pairs."""
+    """Pairs/s of extraction with the default settings and one prompt at a time, on the same pairs, and the
+    padding efficiency of the default batches and of the former fixed batches of 16."""
     seconds = interleaved({
-        "batched_16": lambda: extract_steering_vector(model, tokenizer, pairs, batch_size=16, progress=False),
-        "one_by_one": lambda: extract_steering_vector(model, tokenizer, pairs, batch_size=1, progress=False),
+        "default": lambda: extract_steering_vector(model, tokenizer, pairs, progress=False),
+        "one_at_a_time": lambda: extract_steering_vector(model, tokenizer, pairs, batch_size=1, progress=False),
     }, repeats)
-    lengths = [len(tokenizer(text).input_ids) for pair in pairs for text in pair]
+    lengths = token_lengths(tokenizer, pair_texts(pairs))
+    default = length_batches(lengths, max_rows=16, token_budget=default_token_budget(model))
+    fixed = length_batches(lengths, max_rows=16, min_efficiency=0.0)
     return {
         "prompts": label,
         "n_pairs": len(pairs),
         "mean_prompt_tokens": sum(lengths) / len(lengths),
-        "batched_16_pairs_per_s": len(pairs) / seconds["batched_16"],
-        "one_by_one_pairs_per_s": len(pairs) / seconds["one_by_one"],
-        "ratio_batched_over_one_by_one": seconds["one_by_one"] / seconds["batched_16"],
+        "prompt_tokens_range": [min(lengths), max(lengths)],
+        "token_budget": default_token_budget(model),
+        "default_batches": len(default),
+        "default_pairs_per_s": len(pairs) / seconds["default"],
+        "one_at_a_time_pairs_per_s": len(pairs) / seconds["one_at_a_time"],
+        "ratio_default_over_one_at_a_time": seconds["one_at_a_time"] / seconds["default"],
+        "padding_efficiency_default": padding_efficiency(lengths, default),
+        "padding_efficiency_fixed_16": padding_efficiency(lengths, fixed),
     }
+
+
+def paper_size_pairs(tokenizer, demos: list[Demonstration], n_pairs: int) -> list[tuple[str, str]]:
+    """ARC contrastive pairs of three demonstrations each, drawn as the notebooks draw them (seeded)."""
+    neighbours = random_neighbours(len(demos), 3, seed=0)
+    return [contrastive_pair(tokenizer, [demos[j] for j in neighbours[i]], demos[i].question) for i in range(n_pairs)]
+
+
+def evaluation(model, tokenizer, n_questions: int, new_tokens: int, repeats: int) -> dict:
+    """Questions per minute through the shared generation loop, answers and scoring continuations, with length
+    grouping and without, on the same questions."""
+    prompts = [chat_prompt(tokenizer, item.question) for item in load_items("arc_challenge", "test", limit=n_questions)]
+    answers = generate(model, tokenizer, prompts, max_new_tokens=new_tokens, progress=False)  # untimed: transcripts
+    transcripts = [prompt + answer.text + ANSWER_SUFFIX for prompt, answer in zip(prompts, answers, strict=True)]
+    settings = {"do_sample": False, "pad_token_id": tokenizer.pad_token_id}
+
+    def step(texts: list[str], tokens: int, min_efficiency: float) -> None:
+        def new_tokens_of(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+            output = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=tokens, **settings)
+            return output[:, ids.shape[1]:]
+
+        batched_completions(model, tokenizer, texts, new_tokens_of, extra_tokens=tokens, batch_size=16,
+                            min_efficiency=min_efficiency, progress=False)
+
+    def run(min_efficiency: float) -> None:
+        step(prompts, new_tokens, min_efficiency)
+        step(transcripts, ANSWER_TOKENS, min_efficiency)
+
+    seconds = interleaved({"grouped": lambda: run(0.9), "fixed": lambda: run(0.0)}, repeats)
+    result: dict = {"n_questions": n_questions, "max_new_tokens": new_tokens, "batch_size": 16}
+    for name, min_efficiency in (("grouped", 0.9), ("fixed", 0.0)):
+        efficiency = {}
+        for part, texts in (("answers", prompts), ("scoring", transcripts)):
+            lengths = token_lengths(tokenizer, texts)
+            efficiency[part] = padding_efficiency(lengths, length_batches(lengths, max_rows=16,
+                                                                          min_efficiency=min_efficiency))
+        result[name] = {"seconds": seconds[name], "questions_per_minute": 60 * n_questions / seconds[name],
+                        "padding_efficiency": efficiency}
+    result["ratio_grouped_over_fixed"] = seconds["fixed"] / seconds["grouped"]
+    return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--new-tokens", type=int, default=64)
-    parser.add_argument("--out", type=Path, default=REPO / "data" / "results" / "benchmarks" / "core_cpu.json")
+    parser.add_argument("--questions", type=int, default=48, help="ARC questions of the evaluation throughput")
+    parser.add_argument("--device", default=default_device())
+    parser.add_argument("--out", type=Path, help="default: data/results/benchmarks/core_<device>.json")
     args = parser.parse_args()
+    args.out = args.out or REPO / "data" / "results" / "benchmarks" / f"core_{args.device}.json"
     started = time.perf_counter()
 
     print("measuring load times (first load converts the GGUF) ...", flush=True)
     loads = load_times()
-    model, tokenizer = load_model(device="cpu")
+    model, tokenizer = load_model(device=args.device)
     traces = read_traces(REPO / "data" / "traces" / "arc_challenge.jsonl")
     demos = [Demonstration(t.question, t.reasoning, t.answer) for t in traces]
     arc_pairs = [contrastive_pair(tokenizer, [demos[i + 1]], demos[i].question) for i in range(32)]
@@ -127,10 +204,16 @@ def main() -> None:
               decoding(model, tokenizer, vector, 16, 16, args.new_tokens, args.repeats)]
     print("measuring extraction, short and paper-format prompts ...", flush=True)
     extract = [extraction(model, tokenizer, short_pairs(32), args.repeats, "short synthetic (~20 tokens)"),
-               extraction(model, tokenizer, arc_pairs, args.repeats, "ARC, 1 demonstration (paper format)")]
+               extraction(model, tokenizer, arc_pairs, args.repeats, "ARC, 1 demonstration (paper format)"),
+               extraction(model, tokenizer, paper_size_pairs(tokenizer, demos, 8), args.repeats,
+                          "ARC, 3 demonstrations (paper size)")]
+    print(f"measuring evaluation throughput, {args.questions} questions, with and without length grouping ...",
+          flush=True)
+    throughput = evaluation(model, tokenizer, args.questions, args.new_tokens, args.repeats)
 
-    report = {"load": loads, "decoding": decode, "extraction": extract, "config": vars(args) | {"out": str(args.out)},
-              "run": run_record(), "wall_time_s": time.perf_counter() - started}
+    report = {"load": loads, "decoding": decode, "extraction": extract, "evaluation": throughput,
+              "config": vars(args) | {"out": portable(args.out)}, "run": run_record(model.device),
+              "wall_time_s": time.perf_counter() - started}
     write_json(args.out, report)
 
     print(f"load: first {loads['first_load_s']:.1f} s (GGUF -> HF folder), later {loads['later_load_s']:.2f} s")
@@ -139,9 +222,15 @@ def main() -> None:
               f"steered {d['steered']['tokens_per_s']:.1f} tok/s, ratio steered/plain "
               f"{d['ratio_steered_over_plain_tokens_per_s']:.3f}")
     for e in extract:
-        print(f"extraction, {e['prompts']}, {e['mean_prompt_tokens']:.0f} tokens/prompt: batched(16) "
-              f"{e['batched_16_pairs_per_s']:.2f} pairs/s, one-by-one {e['one_by_one_pairs_per_s']:.2f} pairs/s, "
-              f"ratio {e['ratio_batched_over_one_by_one']:.2f}x")
+        print(f"extraction, {e['prompts']}, {e['mean_prompt_tokens']:.0f} tokens/prompt: default "
+              f"{e['default_pairs_per_s']:.2f} pairs/s, one at a time {e['one_at_a_time_pairs_per_s']:.2f} pairs/s, "
+              f"ratio {e['ratio_default_over_one_at_a_time']:.2f}x; padding efficiency "
+              f"{e['padding_efficiency_default']:.1%} (fixed batches of 16: {e['padding_efficiency_fixed_16']:.1%})")
+    for name in ("grouped", "fixed"):
+        part = throughput[name]
+        print(f"evaluation, {name}: {part['questions_per_minute']:.1f} questions/min, padding efficiency answers "
+              f"{part['padding_efficiency']['answers']:.1%}, scoring {part['padding_efficiency']['scoring']:.1%}")
+    print(f"evaluation throughput, grouped / fixed: {throughput['ratio_grouped_over_fixed']:.2f}x")
     print(f"written to {args.out} ({report['wall_time_s']:.0f} s)")
 
 

@@ -1,16 +1,19 @@
 """What the book's notebooks and pages share: printing answers, reading stored runs, and the generated parts of
-the reproducibility page.
+the reproducibility page and the README.
 
-The reproducibility page holds blocks that code writes (``python -m cachesteer_lite pages``) and a test checks:
-the results table (:func:`runs.results.comparison_table` of every stored run) and the deviation tables, built
-from the ``DEVIATIONS`` lists that sit next to the code that deviates, plus the choices of the book's own stored
-runs and notebooks listed here. So the page and the code cannot disagree.
+Those pages hold blocks that code writes (``python -m cachesteer_lite pages``) and a test checks: the results
+table (:func:`runs.results.comparison_table` of every stored run), the deviation tables, built from the
+``DEVIATIONS`` lists that sit next to the code that deviates plus the choices of the book's own stored runs and
+notebooks listed here, and the speed table of the stored core benchmark (``benchmarks/bench_core.py``). So the
+pages and the code cannot disagree.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import textwrap
+from typing import Any
 
 from . import augmentation
 from .core import prompts, steering
@@ -22,6 +25,8 @@ from .tasks import contrastive, data, scoring
 
 STORED_MODEL = "smollm2-135m-instruct"  # the model of the book's stored runs
 PAGE = "book/reproducibility.md"
+README = "README.md"
+CORE_BENCHMARK = "benchmarks/core_cpu.json"  # in the stored results: what the speed table shows
 
 MODEL_DEVIATIONS: tuple[Deviation, ...] = (
     Deviation(
@@ -103,11 +108,45 @@ def stored_run(task: str, method: str, model: str = STORED_MODEL) -> StoredRun |
     return load_run(run_dir) if (run_dir / "results.json").is_file() else None
 
 
-def page_blocks() -> dict[str, str]:
-    """The generated blocks of the reproducibility page, by name: the results table and the deviation tables."""
+def speed_table(report: dict[str, Any]) -> str:
+    """The README's and the reproducibility page's speed table: the ratios of one ``bench_core`` report."""
+    run, rows = report["run"], ["| what | measured | ratio |", "|---|---|---|"]
+    for d in report["decoding"]:
+        rows.append(f"| decoding, batch {d['batch_size']} ({d['new_tokens_per_prompt']} tokens x {d['n_prompts']} "
+                    f"ARC prompts) | plain {d['plain']['tokens_per_s']:.1f} tok/s, cache-steered "
+                    f"{d['steered']['tokens_per_s']:.1f} tok/s | {d['ratio_steered_over_plain_tokens_per_s']:.3f} |")
+    for e in report["extraction"]:
+        rows.append(f"| extraction, {e['prompts']}, {e['mean_prompt_tokens']:.0f} tokens a prompt | default "
+                    f"{e['default_pairs_per_s']:.2f} pairs/s, one at a time {e['one_at_a_time_pairs_per_s']:.2f} "
+                    f"pairs/s; padding efficiency {e['padding_efficiency_default']:.0%} (fixed batches of 16: "
+                    f"{e['padding_efficiency_fixed_16']:.0%}) | {e['ratio_default_over_one_at_a_time']:.2f}x |")
+    evaluation = report["evaluation"]
+    grouped, fixed = evaluation["grouped"], evaluation["fixed"]
+    rows.append(f"| evaluation, {evaluation['n_questions']} ARC questions (answer of at most "
+                f"{evaluation['max_new_tokens']} tokens and its scoring step), batches of "
+                f"{evaluation['batch_size']} | grouped by length {grouped['questions_per_minute']:.1f} questions/min "
+                f"(padding efficiency {grouped['padding_efficiency']['answers']:.0%} answers, "
+                f"{grouped['padding_efficiency']['scoring']:.0%} scoring), fixed {fixed['questions_per_minute']:.1f} "
+                f"({fixed['padding_efficiency']['answers']:.0%}, {fixed['padding_efficiency']['scoring']:.0%}) | "
+                f"{evaluation['ratio_grouped_over_fixed']:.2f}x |")
+    load = report["load"]
+    rows.append(f"| loading the embedded model | first load {load['first_load_s']:.1f} s (GGUF dequantised, converted "
+                f"once), later loads {load['later_load_s']:.2f} s | |")
+    hardware, versions = run["hardware"], run["versions"]
+    caption = (f"The stored run ({run['date'][:10]}, {hardware['cpu_count']}-core {hardware['processor']} "
+               f"{hardware['device'].upper()}, {hardware['torch_threads']} threads, torch {versions['torch']}, "
+               f"transformers {versions['transformers']}, {report['wall_time_s'] / 60:.0f} min):")
+    return caption + "\n\n" + "\n".join(rows)
+
+
+def page_blocks() -> dict[str, dict[str, str]]:
+    """The generated blocks of each page, by page and block name: the results table, the deviation tables and
+    the speed table."""
+    report = json.loads((stored_results_dir() / CORE_BENCHMARK).read_text(encoding="utf-8"))
+    speed = {"speed-table": speed_table(report)}
     blocks = {"results-table": comparison_table(collect(model=STORED_MODEL))}
     blocks.update({name: markdown_table(rows) for name, rows in DEVIATION_GROUPS.items()})
-    return blocks
+    return {PAGE: blocks | speed, README: speed}
 
 
 def with_blocks(text: str, blocks: dict[str, str]) -> str:
@@ -122,19 +161,23 @@ def with_blocks(text: str, blocks: dict[str, str]) -> str:
 
 
 def run_pages(args: argparse.Namespace) -> int:
-    """Write the generated blocks into the reproducibility page (with ``--check``: only say whether it is current)."""
+    """Write the generated blocks into the reproducibility page and the README (with ``--check``: only say
+    whether they are current)."""
     root = checkout()
     if root is None:
         raise SystemExit("the book's pages are in a checkout of the repository; run this command from one")
-    path = root / PAGE
-    text = path.read_text(encoding="utf-8")
-    updated = with_blocks(text, page_blocks())
-    if args.check:
-        print(f"{PAGE}: {'up to date' if updated == text else 'out of date: run python -m cachesteer_lite pages'}")
-        return 0 if updated == text else 1
-    path.write_text(updated, encoding="utf-8")
-    print(f"{PAGE}: {'updated' if updated != text else 'already up to date'}")
-    return 0
+    current = True
+    for page, blocks in page_blocks().items():
+        path = root / page
+        text = path.read_text(encoding="utf-8")
+        updated = with_blocks(text, blocks)
+        current = current and updated == text
+        if args.check:
+            print(f"{page}: {'up to date' if updated == text else 'out of date: run python -m cachesteer_lite pages'}")
+            continue
+        path.write_text(updated, encoding="utf-8")
+        print(f"{page}: {'updated' if updated != text else 'already up to date'}")
+    return 0 if current or not args.check else 1
 
 
 def register(commands: argparse._SubParsersAction) -> None:

@@ -92,8 +92,8 @@ def augmented_generate(
 ) -> list[Completion]:
     """Answer every prompt after one augmentation at its end (greedy unless ``generate_kwargs`` say otherwise).
 
-    ``augmenter`` None, switched off or with N_L = 0 gives the plain model's answers exactly. Prompts are
-    batched longest first and returned in input order, as :func:`steering.generate` does.
+    ``augmenter`` None, switched off or with N_L = 0 gives the plain model's answers exactly. Prompts of
+    similar lengths share a batch and come back in input order, as in :func:`steering.generate`.
     """
     settings = generation_settings(tokenizer, max_new_tokens, generate_kwargs)
 

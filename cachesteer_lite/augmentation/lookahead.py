@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from ..core.batching import length_batches
 from ..core.cache import left_padded_positions, new_cache
 from ..core.progress import progress_bar
 from ..runs.statistics import bootstrap_mean
@@ -161,15 +162,14 @@ def perplexity_by_ahead_position(
     progress: bool = True,
 ) -> AheadPerplexity:
     """Look-ahead loss and perplexity by ahead position on held-out ``texts``, with ``augmenter`` (None: the
-    plain model, N_L = 0). Samples are batched in order of prefix length to waste little padding."""
+    plain model, N_L = 0). Samples of similar prefix lengths share a batch, to waste little padding."""
     token_lists = tokenize_texts(tokenizer, texts, max_tokens)
     samples = evaluation_samples([len(t) for t in token_lists], n_ahead, min_prefix, positions_per_text, seed)
     if not samples:
         raise ValueError(f"no text has the {min_prefix} + {n_ahead} tokens a sample needs")
-    order = sorted(range(len(samples)), key=lambda i: samples[i][1])
     losses = torch.zeros(len(samples), n_ahead, dtype=torch.float64)
-    for start in progress_bar(range(0, len(order), batch_size), desc="perplexity", unit="batch", enabled=progress):
-        chosen = order[start : start + batch_size]
+    batches = length_batches([p for _, p in samples], max_rows=batch_size)  # by prefix length: little padding
+    for chosen in progress_bar(batches, desc="perplexity", unit="batch", enabled=progress):
         batch = make_batch(token_lists, [samples[i] for i in chosen], n_ahead, model.device)
         losses[chosen] = lookahead_losses(model, augmenter, batch).double().cpu()
     return AheadPerplexity(losses.mean(0).tolist(), len(samples), losses.mean(1).tolist())

@@ -2,7 +2,7 @@
 
 A method (plain generation, cache steering, activation steering, cache augmentation) only says how to generate
 the new tokens of one left-padded batch; :func:`batched_completions` does the rest the same way for all of them:
-prompts run longest first so that neighbours waste little padding, every batch is checked against the model's
+prompts of similar lengths share a batch so that little of it is padding, every batch is checked against the model's
 context before it runs, and the answers come back decoded, in the input order.
 """
 
@@ -15,9 +15,10 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from .batching import MIN_EFFICIENCY, length_batches, token_lengths
 from .checks import integer
 from .progress import progress_bar
-from .prompts import check_fits, encode, longest_first
+from .prompts import check_fits, encode
 
 NewTokens = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -68,24 +69,27 @@ def batched_completions(
     *,
     extra_tokens: int,
     batch_size: int = 16,
+    min_efficiency: float = MIN_EFFICIENCY,
     progress: bool = True,
 ) -> list[Completion]:
     """Answer every prompt with ``new_tokens(input_ids, attention_mask)``, the generated ids of one left-padded
-    batch: prompts run longest first, to waste little padding, and come back decoded in the input order.
+    batch: prompts of similar lengths share a batch of at most ``batch_size`` rows (:func:`batching.length_batches`,
+    so that little of it is padding), and come back decoded in the input order.
 
     ``extra_tokens`` is how far each prompt may grow (offset token, latents, new tokens); a batch that would
-    outgrow the model's context is refused before it runs. Every generation method of the library runs here.
+    outgrow the model's context is refused before it runs. ``min_efficiency`` 0 cuts the longest-first order into
+    batches of ``batch_size`` whatever their padding (the benchmark's comparison). Every generation method of the
+    library runs here.
     """
     if isinstance(prompts, str):
         raise TypeError("prompts must be a sequence of strings, not one string")
     if not prompts:
         raise ValueError("no prompts given")
     integer("batch_size", batch_size, at_least=1)
-    order = longest_first(tokenizer, prompts)
+    batches = length_batches(token_lengths(tokenizer, prompts), max_rows=batch_size, min_efficiency=min_efficiency)
     eos_ids = eos_token_ids(model, tokenizer)
     results: dict[int, Completion] = {}
-    for start in progress_bar(range(0, len(order), batch_size), desc="generating", unit="batch", enabled=progress):
-        indices = order[start : start + batch_size]
+    for indices in progress_bar(batches, desc="generating", unit="batch", enabled=progress):
         batch = encode(tokenizer, [prompts[i] for i in indices], model.device)
         check_fits(model, batch.attention_mask, extra_tokens)
         generated = new_tokens(batch.input_ids, batch.attention_mask)

@@ -109,12 +109,6 @@ def encode(
     return batch.to(device)
 
 
-def longest_first(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str]) -> list[int]:
-    """Indices of ``texts`` from the most tokens to the fewest: batching neighbours wastes little padding."""
-    lengths = [len(ids) for ids in tokenizer(list(texts), add_special_tokens=False).input_ids]
-    return sorted(range(len(texts)), key=lambda i: -lengths[i])
-
-
 def context_length(model: PreTrainedModel) -> int:
     """The longest sequence the model's position embeddings support."""
     return int(model.config.get_text_config().max_position_embeddings)

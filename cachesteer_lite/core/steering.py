@@ -133,8 +133,8 @@ def generate(
     Without a vector this is plain ``generate`` on the prompts (no offset token): the unsteered baseline, and
     coefficients or layers are refused (they would steer nothing). With one, ``offset`` is appended and the cache
     is steered by ``c_keys`` and ``c_values`` (0 when not given). Completions hold only the newly generated
-    tokens (the offset token is part of the input). Prompts are batched longest first, to waste little
-    padding, and returned in the input order.
+    tokens (the offset token is part of the input). Prompts of similar lengths share a batch, to waste
+    little padding, and come back in the input order.
     """
     given = [name for name, value in (("c_keys", c_keys), ("c_values", c_values), ("layers", layers))
              if value is not None]

@@ -17,10 +17,11 @@ from pathlib import Path
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from .batching import default_token_budget, length_batches, token_lengths
 from .cache import prefill, read_position
 from .checks import integer
 from .progress import progress_bar
-from .prompts import check_fits, encode, longest_first
+from .prompts import check_fits, encode
 from .vector_files import VectorFileError, check_finite_shape, read_vector_files, write_vector_files
 
 
@@ -127,24 +128,26 @@ def read_at_token(
     *,
     token_offset: int = -1,
     batch_size: int = 16,
+    token_budget: int | None = None,
     progress: bool = True,
     desc: str = "reading",
 ) -> tuple[torch.Tensor, list[str]]:
     """``read(input_ids, attention_mask)`` (one row per prompt) over every prompt, rows stacked in input order,
     plus the token at ``token_offset`` of each prompt.
 
-    ``token_offset`` counts from the end of the prompt (-1: the last token). Prompts run longest first in
-    left-padded batches, so that similar lengths share a batch and the column ``token_offset`` holds the same
-    real token position in every row.
+    ``token_offset`` counts from the end of the prompt (-1: the last token). Prompts run in left-padded batches of
+    similar lengths (:func:`batching.length_batches`: at most ``batch_size`` rows and ``token_budget`` token
+    slots, by default what suits the model's device), so the column ``token_offset`` holds the same real token
+    position in every row.
     """
     if integer("token_offset", token_offset) >= 0:
         raise ValueError(f"token_offset counts from the end of the prompt and must be negative, got {token_offset}")
     integer("batch_size", batch_size, at_least=1)
-    order = longest_first(tokenizer, texts)
+    budget = default_token_budget(model) if token_budget is None else token_budget
+    batches = length_batches(token_lengths(tokenizer, texts), max_rows=batch_size, token_budget=budget)
     rows: list[torch.Tensor | None] = [None] * len(texts)
     tokens: list[str] = [""] * len(texts)
-    for start in progress_bar(range(0, len(order), batch_size), desc=desc, unit="batch", enabled=progress):
-        indices = order[start : start + batch_size]
+    for indices in progress_bar(batches, desc=desc, unit="batch", enabled=progress):
         batch = encode(tokenizer, [texts[i] for i in indices], model.device)
         check_fits(model, batch.attention_mask)
         if not bool(batch.attention_mask[:, token_offset].all()):
@@ -164,6 +167,7 @@ def read_prompt_kv(
     *,
     token_offset: int = -1,
     batch_size: int = 16,
+    token_budget: int | None = None,
     progress: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """Every layer's key and value at one token of each prompt: ``[n_texts, n_layers, n_kv_heads, head_dim]``
@@ -174,7 +178,8 @@ def read_prompt_kv(
         return torch.stack((keys, values), dim=2).transpose(0, 1)  # [batch, layers, key/value, heads, dim]
 
     rows, tokens = read_at_token(model, tokenizer, texts, key_and_value, token_offset=token_offset,
-                                 batch_size=batch_size, progress=progress, desc="reading KV")
+                                 batch_size=batch_size, token_budget=token_budget, progress=progress,
+                                 desc="reading KV")
     return rows[:, :, 0], rows[:, :, 1], tokens
 
 
@@ -199,16 +204,17 @@ def extract_steering_vector(
     *,
     token_offset: int = -1,
     batch_size: int = 16,
+    token_budget: int | None = None,
     progress: bool = True,
 ) -> SteeringVector:
     """Mean (positive - negative) key and value at one token of each prompt, for every layer.
 
     ``pairs`` are (positive, negative) prompt texts, for example from :func:`prompts.contrastive_pair`.
-    ``token_offset`` counts from the end of each prompt: -1 is the last token, -2 the one before.
+    ``token_offset`` counts from the end of each prompt: -1 is the last token, -2 the one before. Positive and
+    negative prompts are batched separately by length (:func:`read_at_token`).
     """
-    keys, values, tokens = read_prompt_kv(
-        model, tokenizer, pair_texts(pairs), token_offset=token_offset, batch_size=batch_size, progress=progress
-    )
+    keys, values, tokens = read_prompt_kv(model, tokenizer, pair_texts(pairs), token_offset=token_offset,
+                                          batch_size=batch_size, token_budget=token_budget, progress=progress)
     metadata = VectorMetadata(
         model_id=model_id(model),
         fingerprint=model_fingerprint(model),

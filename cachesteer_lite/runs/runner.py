@@ -9,7 +9,8 @@ directory:
 * ``run.json``: the settings the records were made with (a rerun with other settings is refused) and every
   session that worked on the run, so that the wall time of a resumed run adds up (:class:`RunLog`);
 * ``results.json``: accuracy with a 95% Wilson interval, mean output length in tokens and words, the share of
-  degenerate answers, the full configuration, library versions, hardware and wall time.
+  degenerate answers, the padding efficiency of its batches, the full configuration, library versions, hardware
+  and wall time.
 """
 
 from __future__ import annotations
@@ -28,10 +29,11 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from ..core.batching import length_batches, padding_efficiency, token_lengths
 from ..core.deviations import Deviation
 from ..core.generation import Completion
 from ..core.progress import progress_bar
-from ..core.prompts import chat_prompt, longest_first
+from ..core.prompts import chat_prompt
 from ..core.vectors import model_id
 from ..tasks.contrastive import trace_coverage
 from ..tasks.data import Item, load_items
@@ -69,7 +71,8 @@ DEVIATIONS: tuple[Deviation, ...] = (
     Deviation(
         "Batching",
         "sorted by prompt characters, batches of 32",
-        "sorted by prompt tokens, batches of `batch_size` (default 16)",
+        "prompts of similar token lengths share a batch of at most `batch_size` (default 16) with at least 90% "
+        "real tokens, so a batch is mostly not padding",
         "float32 batched numerics can flip a rare greedy near-tie",
     ),
     Deviation(
@@ -281,9 +284,9 @@ def evaluate(
     """Run ``config`` on its items, resuming from ``run_dir`` if it holds part of the same run, and return
     (and write to ``run_dir/results.json``) the results.
 
-    Items are batched longest prompt first in fixed batches; after each batch its records are appended to
-    the items file and ``on_batch(done, total)`` is called. Items already in the file are not generated
-    again. Greedy runs are deterministic; sampling runs use ``config.seeds`` and report mean and sample
+    Items are batched by prompt length (:func:`batching.length_batches`); after each batch its records are
+    appended to the items file and ``on_batch(done, total)`` is called. Items already in the file are not
+    generated again. Greedy runs are deterministic; sampling runs use ``config.seeds`` and report mean and sample
     standard deviation over the runs.
     """
     started = time.perf_counter()
@@ -301,8 +304,8 @@ def evaluate(
     if prepared.vector is not None:
         prepared.vector.save(run_dir / VECTOR_FILE)
     prompts = [chat_prompt(tokenizer, item.question, method.cot_prefix) for item in items]
-    order = longest_first(tokenizer, prompts)
-    batches = [order[i : i + config.batch_size] for i in range(0, len(order), config.batch_size)]
+    lengths = token_lengths(tokenizer, prompts)
+    batches = length_batches(lengths, max_rows=config.batch_size)  # similar lengths share a batch
     generation = {**sampling_kwargs(model, config), "max_new_tokens": config.max_new_tokens,
                   "batch_size": config.batch_size}
     runs = []
@@ -335,7 +338,8 @@ def evaluate(
         bar.close()
         runs.append({"seed": seed, "items_file": path.name, **summarise([done[item.index] for item in items])})
     log.update(time.perf_counter() - started)
-    results = _results(config, prepared, generation, runs, model, log)
+    results = {**_results(config, prepared, generation, runs, model, log),
+               "padding_efficiency": round(padding_efficiency(lengths, batches), 4)}
     write_json(run_dir / "results.json", results)
     return results
 

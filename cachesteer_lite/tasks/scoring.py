@@ -31,6 +31,7 @@ from decimal import Decimal, InvalidOperation
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from ..core.batching import length_batches, token_lengths
 from ..core.cache import left_padded_positions
 from ..core.deviations import Deviation
 from ..core.prompts import encode
@@ -220,20 +221,20 @@ def forced_choices(
 ) -> list[str]:
     """For each text, the option letter (of its own ``labels``) whose first token the model scores highest
     as the next token: the paper's force-choice fallback, read from the logits in one forward pass."""
-    letters: list[str] = []
-    for start in range(0, len(texts), batch_size):
-        batch = encode(tokenizer, texts[start : start + batch_size], model.device)
+    letters: dict[int, str] = {}
+    for indices in length_batches(token_lengths(tokenizer, texts), max_rows=batch_size):
+        batch = encode(tokenizer, [texts[i] for i in indices], model.device)
         logits = model(
             input_ids=batch.input_ids,
             attention_mask=batch.attention_mask,
             position_ids=left_padded_positions(batch.attention_mask),
             logits_to_keep=1,
         ).logits[:, -1].float()
-        for row, item_labels in zip(logits, labels[start : start + batch_size], strict=True):
-            table = letter_token_ids(tokenizer, item_labels)
+        for row, i in zip(logits, indices, strict=True):
+            table = letter_token_ids(tokenizer, labels[i])
             ids = list(table)
-            letters.append(table[ids[int(row[ids].argmax())]])
-    return letters
+            letters[i] = table[ids[int(row[ids].argmax())]]
+    return [letters[i] for i in range(len(texts))]
 
 
 def score_choices(

@@ -3,6 +3,7 @@ and the stored results say (rerun ``python -m cachesteer_lite pages`` after chan
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -33,7 +34,20 @@ def test_every_deviation_says_what_the_paper_did_what_we_do_and_why() -> None:
     assert all(len(re.findall(r"(?<!\\)\|", line)) == 5 for line in table)  # a bar in a cell is escaped
 
 
-def test_reproducibility_page_is_generated_from_the_code_and_the_stored_results(capsys: pytest.CaptureFixture) -> None:
-    page = (REPO / book.PAGE).read_text(encoding="utf-8")
-    assert book.with_blocks(page, book.page_blocks()) == page, "run: python -m cachesteer_lite pages"
-    assert main(["pages", "--check"]) == 0 and "up to date" in capsys.readouterr().out
+def test_pages_are_generated_from_the_code_and_the_stored_results(capsys: pytest.CaptureFixture) -> None:
+    blocks = book.page_blocks()
+    assert set(blocks) == {book.PAGE, book.README}
+    for page, page_blocks in blocks.items():
+        text = (REPO / page).read_text(encoding="utf-8")
+        assert book.with_blocks(text, page_blocks) == text, f"{page}: run python -m cachesteer_lite pages"
+    assert main(["pages", "--check"]) == 0
+    assert capsys.readouterr().out.count("up to date") == 2
+
+
+def test_speed_table_shows_the_stored_benchmark_ratios() -> None:
+    report = json.loads((REPO / "data" / "results" / book.CORE_BENCHMARK).read_text(encoding="utf-8"))
+    table = book.speed_table(report)
+    for e in report["extraction"]:
+        assert f"{e['ratio_default_over_one_at_a_time']:.2f}x" in table
+    assert f"{report['evaluation']['ratio_grouped_over_fixed']:.2f}x" in table
+    assert table.count("\n|") == 2 + len(report["decoding"]) + len(report["extraction"]) + 2
