@@ -15,10 +15,10 @@ Extraction: the default settings (length batches of at most 16 rows within the d
 three demonstrations, positives about twice as long as negatives), with the padding efficiency (real tokens over
 token slots) of the default batches and of the former fixed batches of 16.
 
-Evaluation: what the runner does for a multiple-choice question, through the shared generation loop: the answer
-(``--new-tokens`` greedy tokens at most) and the scoring continuation of its transcript (10 tokens), for
-``--questions`` ARC questions, with length grouping (the default) and without (fixed batches of 16 in longest-first
-order, the former behaviour): questions per minute and padding efficiency of both.
+Evaluation: what the runner generates for a multiple-choice question, the answer (``--new-tokens`` greedy tokens
+at most) and the scoring continuation of its transcript (10 tokens), for ``--questions`` ARC questions batched
+three ways (sorted by length into the fewest batches of 16, the default; dataset order; split further until each
+batch's prompts fill 90% of its slots): questions per minute, batches and padding efficiency of each.
 """
 
 from __future__ import annotations
@@ -28,8 +28,6 @@ import os
 import tempfile
 import time
 from pathlib import Path
-
-import torch
 
 from cachesteer_lite import (
     Demonstration,
@@ -44,7 +42,6 @@ from cachesteer_lite import (
     steered_generate,
 )
 from cachesteer_lite.core.batching import default_token_budget, length_batches, padding_efficiency, token_lengths
-from cachesteer_lite.core.generation import batched_completions
 from cachesteer_lite.core.models import default_device
 from cachesteer_lite.core.vectors import pair_texts
 from cachesteer_lite.runs.provenance import run_record
@@ -146,37 +143,48 @@ def paper_size_pairs(tokenizer, demos: list[Demonstration], n_pairs: int) -> lis
     return [contrastive_pair(tokenizer, [demos[j] for j in neighbours[i]], demos[i].question) for i in range(n_pairs)]
 
 
+def dataset_order_batches(n: int, rows: int) -> list[list[int]]:
+    """Consecutive chunks of ``rows`` prompts in dataset order: batching without any length grouping."""
+    return [list(range(start, min(start + rows, n))) for start in range(0, n, rows)]
+
+
 def evaluation(model, tokenizer, n_questions: int, new_tokens: int, repeats: int) -> dict:
-    """Questions per minute through the shared generation loop, answers and scoring continuations, with length
-    grouping and without, on the same questions."""
+    """Questions per minute of the runner's two generation steps for a multiple-choice question (the answer,
+    ``new_tokens`` greedy tokens at most, and the scoring continuation of its transcript), on the same questions
+    batched three ways, 16 rows at most: sorted by length into the fewest batches (the library's default), in
+    dataset order, and split further until each batch's prompts fill 90% of its slots."""
     prompts = [chat_prompt(tokenizer, item.question) for item in load_items("arc_challenge", "test", limit=n_questions)]
     answers = generate(model, tokenizer, prompts, max_new_tokens=new_tokens, progress=False)  # untimed: transcripts
     transcripts = [prompt + answer.text + ANSWER_SUFFIX for prompt, answer in zip(prompts, answers, strict=True)]
-    settings = {"do_sample": False, "pad_token_id": tokenizer.pad_token_id}
+    steps = {"answers": (prompts, new_tokens), "scoring": (transcripts, ANSWER_TOKENS)}
+    lengths = {step: token_lengths(tokenizer, texts) for step, (texts, _) in steps.items()}
+    plans = {
+        "sorted": {step: length_batches(lengths[step], max_rows=16, extra=tokens, min_efficiency=0.0)
+                   for step, (_, tokens) in steps.items()},
+        "dataset_order": {step: dataset_order_batches(len(texts), 16) for step, (texts, _) in steps.items()},
+        "split_90": {step: length_batches(lengths[step], max_rows=16, min_efficiency=0.9) for step in steps},
+    }
 
-    def step(texts: list[str], tokens: int, min_efficiency: float) -> None:
-        def new_tokens_of(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-            output = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=tokens, **settings)
-            return output[:, ids.shape[1]:]
+    def run(plan: dict[str, list[list[int]]]) -> None:
+        for step, (texts, tokens) in steps.items():
+            for indices in plan[step]:
+                batch = encode(tokenizer, [texts[i] for i in indices], model.device)
+                model.generate(input_ids=batch.input_ids, attention_mask=batch.attention_mask, max_new_tokens=tokens,
+                               do_sample=False, pad_token_id=tokenizer.pad_token_id)
 
-        batched_completions(model, tokenizer, texts, new_tokens_of, extra_tokens=tokens, batch_size=16,
-                            min_efficiency=min_efficiency, progress=False)
-
-    def run(min_efficiency: float) -> None:
-        step(prompts, new_tokens, min_efficiency)
-        step(transcripts, ANSWER_TOKENS, min_efficiency)
-
-    seconds = interleaved({"grouped": lambda: run(0.9), "fixed": lambda: run(0.0)}, repeats)
-    result: dict = {"n_questions": n_questions, "max_new_tokens": new_tokens, "batch_size": 16}
-    for name, min_efficiency in (("grouped", 0.9), ("fixed", 0.0)):
-        efficiency = {}
-        for part, texts in (("answers", prompts), ("scoring", transcripts)):
-            lengths = token_lengths(tokenizer, texts)
-            efficiency[part] = padding_efficiency(lengths, length_batches(lengths, max_rows=16,
-                                                                          min_efficiency=min_efficiency))
-        result[name] = {"seconds": seconds[name], "questions_per_minute": 60 * n_questions / seconds[name],
-                        "padding_efficiency": efficiency}
-    result["ratio_grouped_over_fixed"] = seconds["fixed"] / seconds["grouped"]
+    seconds = interleaved({name: lambda plan=plan: run(plan) for name, plan in plans.items()}, repeats)
+    result: dict = {"n_questions": n_questions, "max_new_tokens": new_tokens, "max_rows": 16}
+    for name, plan in plans.items():
+        result[name] = {
+            "seconds": seconds[name],
+            "questions_per_minute": 60 * n_questions / seconds[name],
+            "batches": {step: len(plan[step]) for step in steps},
+            "prompt_padding_efficiency": {step: padding_efficiency(lengths[step], plan[step]) for step in steps},
+            "padding_efficiency": {step: padding_efficiency(lengths[step], plan[step], extra=tokens)
+                                   for step, (_, tokens) in steps.items()},
+        }
+    result["ratio_sorted_over_dataset_order"] = seconds["dataset_order"] / seconds["sorted"]
+    result["ratio_sorted_over_split_90"] = seconds["split_90"] / seconds["sorted"]
     return result
 
 
@@ -207,8 +215,7 @@ def main() -> None:
                extraction(model, tokenizer, arc_pairs, args.repeats, "ARC, 1 demonstration (paper format)"),
                extraction(model, tokenizer, paper_size_pairs(tokenizer, demos, 8), args.repeats,
                           "ARC, 3 demonstrations (paper size)")]
-    print(f"measuring evaluation throughput, {args.questions} questions, with and without length grouping ...",
-          flush=True)
+    print(f"measuring evaluation throughput, {args.questions} questions, batched three ways ...", flush=True)
     throughput = evaluation(model, tokenizer, args.questions, args.new_tokens, args.repeats)
 
     report = {"load": loads, "decoding": decode, "extraction": extract, "evaluation": throughput,
@@ -226,11 +233,12 @@ def main() -> None:
               f"{e['default_pairs_per_s']:.2f} pairs/s, one at a time {e['one_at_a_time_pairs_per_s']:.2f} pairs/s, "
               f"ratio {e['ratio_default_over_one_at_a_time']:.2f}x; padding efficiency "
               f"{e['padding_efficiency_default']:.1%} (fixed batches of 16: {e['padding_efficiency_fixed_16']:.1%})")
-    for name in ("grouped", "fixed"):
+    for name in ("sorted", "dataset_order", "split_90"):
         part = throughput[name]
-        print(f"evaluation, {name}: {part['questions_per_minute']:.1f} questions/min, padding efficiency answers "
-              f"{part['padding_efficiency']['answers']:.1%}, scoring {part['padding_efficiency']['scoring']:.1%}")
-    print(f"evaluation throughput, grouped / fixed: {throughput['ratio_grouped_over_fixed']:.2f}x")
+        print(f"evaluation, {name}: {part['questions_per_minute']:.1f} questions/min, batches {part['batches']}, "
+              f"padding efficiency (prompt + new tokens) {part['padding_efficiency']}")
+    print(f"evaluation throughput, sorted / dataset order: {throughput['ratio_sorted_over_dataset_order']:.2f}x, "
+          f"sorted / split to 90%: {throughput['ratio_sorted_over_split_90']:.2f}x")
     print(f"written to {args.out} ({report['wall_time_s']:.0f} s)")
 
 

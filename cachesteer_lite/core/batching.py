@@ -1,16 +1,25 @@
 """Batches built by length: prompts sorted longest first and grouped so that little of a batch is padding.
 
-A left-padded batch costs as many token slots as its rows times its longest prompt. Cutting a longest-first order
-into fixed chunks still mixes lengths when lengths are spread (a contrastive set's positive prompts are about twice
-as long as its negatives; answer transcripts run from a few tokens to hundreds), so a batch here grows only while
+A left-padded batch costs as many token slots as its rows times its longest prompt (plus the tokens it will
+generate). A batch here grows, in longest-first order, only while
 
 * it has at most ``max_rows`` rows,
 * its token slots (rows x (longest prompt + ``extra`` tokens to come)) stay within ``token_budget``, and
-* its real tokens fill at least ``min_efficiency`` of its prompt slots.
+* its real tokens (each prompt + ``extra``) fill at least ``min_efficiency`` of those slots.
 
-A prompt longer than the budget runs alone. Which prompts share a batch never changes what each one computes
-(left padding is masked and positions count from each row's first real token), so results equal one-at-a-time
-runs up to float32 batching noise: the library's oracle tests check it.
+A prompt longer than the budget runs alone. Two settings of ``min_efficiency``, both measured
+(``benchmarks/bench_core.py``):
+
+* :data:`MIN_EFFICIENCY` (0.9) for one forward pass over prompts (vector extraction, forced choice, look-ahead
+  loss): a contrastive set's positive prompts are about twice as long as its negatives, and cutting them into
+  fixed batches pads up to 30% of the slots; grouped, they are batched without that waste.
+* :data:`DECODING_MIN_EFFICIENCY` (0) for generation: each further batch costs a whole decoding run (hundreds of
+  sequential steps), which outweighs the padding of its prompts, so generation keeps the fewest batches, of
+  sorted neighbours.
+
+Which prompts share a batch never changes what each one computes (left padding is masked and positions count from
+each row's first real token), so results equal one-at-a-time runs up to float32 batching noise: the library's
+oracle tests check it.
 """
 
 from __future__ import annotations
@@ -22,7 +31,8 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from .checks import finite_number, integer
 
-MIN_EFFICIENCY = 0.9  # real tokens per prompt slot that a batch keeps
+MIN_EFFICIENCY = 0.9  # real tokens per token slot that a batch of one forward pass keeps
+DECODING_MIN_EFFICIENCY = 0.0  # generation: the fewest batches (an extra batch costs more than its padding saves)
 CPU_TOKEN_BUDGET = 1024  # on a CPU, long prompts run one at a time (batching them gains nothing, padding costs)
 GPU_TOKEN_BUDGET_CAP = 32_768
 
@@ -52,20 +62,22 @@ def length_batches(
         batch = batches[-1] if batches else None
         if batch is not None:
             longest, rows = lengths[batch[0]], len(batch) + 1
-            real = sum(lengths[i] for i in batch) + lengths[index]
-            fits = rows <= max_rows and (token_budget is None or rows * (longest + extra) <= token_budget)
-            if fits and real >= min_efficiency * rows * longest:
+            real = sum(lengths[i] for i in batch) + lengths[index] + rows * extra
+            slots = rows * (longest + extra)
+            fits = rows <= max_rows and (token_budget is None or slots <= token_budget)
+            if fits and real >= min_efficiency * slots:
                 batch.append(index)
                 continue
         batches.append([index])
     return batches
 
 
-def padding_efficiency(lengths: Sequence[int], batches: Sequence[Sequence[int]]) -> float:
-    """Real tokens over token slots (each batch's rows times its longest prompt), over all batches: 1.0 when no
-    slot is padding."""
-    slots = sum(len(batch) * max(lengths[i] for i in batch) for batch in batches if batch)
-    return sum(lengths[i] for batch in batches for i in batch) / slots if slots else 1.0
+def padding_efficiency(lengths: Sequence[int], batches: Sequence[Sequence[int]], extra: int = 0) -> float:
+    """Real tokens over token slots (each batch's rows times its longest prompt plus ``extra``), over all batches:
+    1.0 when no slot is padding."""
+    slots = sum(len(batch) * (max(lengths[i] for i in batch) + extra) for batch in batches if batch)
+    real = sum(lengths[i] + extra for batch in batches for i in batch)
+    return real / slots if slots else 1.0
 
 
 def default_token_budget(model: PreTrainedModel) -> int:

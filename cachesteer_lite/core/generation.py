@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from .batching import MIN_EFFICIENCY, length_batches, token_lengths
+from .batching import DECODING_MIN_EFFICIENCY, length_batches, token_lengths
 from .checks import integer
 from .progress import progress_bar
 from .prompts import check_fits, encode
@@ -69,24 +69,24 @@ def batched_completions(
     *,
     extra_tokens: int,
     batch_size: int = 16,
-    min_efficiency: float = MIN_EFFICIENCY,
+    min_efficiency: float = DECODING_MIN_EFFICIENCY,
     progress: bool = True,
 ) -> list[Completion]:
     """Answer every prompt with ``new_tokens(input_ids, attention_mask)``, the generated ids of one left-padded
-    batch: prompts of similar lengths share a batch of at most ``batch_size`` rows (:func:`batching.length_batches`,
-    so that little of it is padding), and come back decoded in the input order.
+    batch: prompts sorted by length share batches of at most ``batch_size`` rows (:func:`batching.length_batches`;
+    by default the fewest batches, see :data:`batching.DECODING_MIN_EFFICIENCY`), and come back decoded in the
+    input order.
 
     ``extra_tokens`` is how far each prompt may grow (offset token, latents, new tokens); a batch that would
-    outgrow the model's context is refused before it runs. ``min_efficiency`` 0 cuts the longest-first order into
-    batches of ``batch_size`` whatever their padding (the benchmark's comparison). Every generation method of the
-    library runs here.
+    outgrow the model's context is refused before it runs. Every generation method of the library runs here.
     """
     if isinstance(prompts, str):
         raise TypeError("prompts must be a sequence of strings, not one string")
     if not prompts:
         raise ValueError("no prompts given")
     integer("batch_size", batch_size, at_least=1)
-    batches = length_batches(token_lengths(tokenizer, prompts), max_rows=batch_size, min_efficiency=min_efficiency)
+    batches = length_batches(token_lengths(tokenizer, prompts), max_rows=batch_size, extra=extra_tokens,
+                             min_efficiency=min_efficiency)
     eos_ids = eos_token_ids(model, tokenizer)
     results: dict[int, Completion] = {}
     for indices in progress_bar(batches, desc="generating", unit="batch", enabled=progress):

@@ -9,8 +9,8 @@ directory:
 * ``run.json``: the settings the records were made with (a rerun with other settings is refused) and every
   session that worked on the run, so that the wall time of a resumed run adds up (:class:`RunLog`);
 * ``results.json``: accuracy with a 95% Wilson interval, mean output length in tokens and words, the share of
-  degenerate answers, the padding efficiency of its batches, the full configuration, library versions, hardware
-  and wall time.
+  degenerate answers, the padding efficiency of its batches (real tokens over the token slots they allocate,
+  prompt plus ``max_new_tokens`` a row), the full configuration, library versions, hardware and wall time.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from ..core.batching import length_batches, padding_efficiency, token_lengths
+from ..core.batching import DECODING_MIN_EFFICIENCY, length_batches, padding_efficiency, token_lengths
 from ..core.deviations import Deviation
 from ..core.generation import Completion
 from ..core.progress import progress_bar
@@ -71,8 +71,8 @@ DEVIATIONS: tuple[Deviation, ...] = (
     Deviation(
         "Batching",
         "sorted by prompt characters, batches of 32",
-        "prompts of similar token lengths share a batch of at most `batch_size` (default 16) with at least 90% "
-        "real tokens, so a batch is mostly not padding",
+        "sorted by prompt tokens, batches of `batch_size` (default 16): the fewest batches, since each further "
+        "batch costs a decoding run (`core.batching`)",
         "float32 batched numerics can flip a rare greedy near-tie",
     ),
     Deviation(
@@ -284,7 +284,7 @@ def evaluate(
     """Run ``config`` on its items, resuming from ``run_dir`` if it holds part of the same run, and return
     (and write to ``run_dir/results.json``) the results.
 
-    Items are batched by prompt length (:func:`batching.length_batches`); after each batch its records are
+    Items are batched sorted by prompt length (:func:`batching.length_batches`); after each batch its records are
     appended to the items file and ``on_batch(done, total)`` is called. Items already in the file are not
     generated again. Greedy runs are deterministic; sampling runs use ``config.seeds`` and report mean and sample
     standard deviation over the runs.
@@ -305,7 +305,8 @@ def evaluate(
         prepared.vector.save(run_dir / VECTOR_FILE)
     prompts = [chat_prompt(tokenizer, item.question, method.cot_prefix) for item in items]
     lengths = token_lengths(tokenizer, prompts)
-    batches = length_batches(lengths, max_rows=config.batch_size)  # similar lengths share a batch
+    batches = length_batches(lengths, max_rows=config.batch_size, extra=config.max_new_tokens,
+                             min_efficiency=DECODING_MIN_EFFICIENCY)  # the fewest batches, of sorted neighbours
     generation = {**sampling_kwargs(model, config), "max_new_tokens": config.max_new_tokens,
                   "batch_size": config.batch_size}
     runs = []
@@ -339,7 +340,7 @@ def evaluate(
         runs.append({"seed": seed, "items_file": path.name, **summarise([done[item.index] for item in items])})
     log.update(time.perf_counter() - started)
     results = {**_results(config, prepared, generation, runs, model, log),
-               "padding_efficiency": round(padding_efficiency(lengths, batches), 4)}
+               "padding_efficiency": round(padding_efficiency(lengths, batches, extra=config.max_new_tokens), 4)}
     write_json(run_dir / "results.json", results)
     return results
 

@@ -39,8 +39,9 @@ def test_every_plan_keeps_the_rules(lengths, max_rows, token_budget, extra, min_
         assert len(batch) <= max_rows
         if len(batch) > 1:  # a prompt over the budget runs alone; a shared batch fits it
             assert token_budget is None or len(batch) * (longest + extra) <= token_budget
-            assert sum(lengths[i] for i in batch) >= min_efficiency * len(batch) * longest - 1e-9
-    assert padding_efficiency(lengths, batches) >= min_efficiency - 1e-9
+            real = sum(lengths[i] + extra for i in batch)
+            assert real >= min_efficiency * len(batch) * (longest + extra) - 1e-9
+    assert padding_efficiency(lengths, batches, extra) >= min_efficiency - 1e-9
 
 
 def test_contrastive_prompts_split_into_positives_and_negatives():
@@ -64,6 +65,14 @@ def test_token_budget_counts_the_tokens_still_to_come():
 def test_padding_efficiency_of_no_batches_or_equal_lengths_is_one():
     assert padding_efficiency([], []) == 1.0
     assert padding_efficiency([7, 7, 7], [[0, 1, 2]]) == 1.0
+
+
+def test_tokens_to_come_count_as_real_in_both_rows():
+    """A generation batch of a 100- and a 50-token prompt that each decode 150 tokens fills 450 of 500 slots: the
+    padding is a small part of what the batch computes, so it is not split for it."""
+    assert padding_efficiency([100, 50], [[0, 1]], extra=150) == pytest.approx(450 / 500)
+    assert length_batches([100, 50], max_rows=2, extra=150, min_efficiency=0.8) == [[0, 1]]
+    assert length_batches([100, 50], max_rows=2, min_efficiency=0.8) == [[0], [1]]
 
 
 @pytest.mark.parametrize("kwargs, message", [
