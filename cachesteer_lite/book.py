@@ -121,14 +121,16 @@ def speed_table(report: dict[str, Any]) -> str:
                     f"pairs/s; padding efficiency {e['padding_efficiency_default']:.0%} (fixed batches of 16: "
                     f"{e['padding_efficiency_fixed_16']:.0%}) | {e['ratio_default_over_one_at_a_time']:.2f}x |")
     evaluation = report["evaluation"]
-    grouped, fixed = evaluation["grouped"], evaluation["fixed"]
-    rows.append(f"| evaluation, {evaluation['n_questions']} ARC questions (answer of at most "
-                f"{evaluation['max_new_tokens']} tokens and its scoring step), batches of "
-                f"{evaluation['batch_size']} | grouped by length {grouped['questions_per_minute']:.1f} questions/min "
-                f"(padding efficiency {grouped['padding_efficiency']['answers']:.0%} answers, "
-                f"{grouped['padding_efficiency']['scoring']:.0%} scoring), fixed {fixed['questions_per_minute']:.1f} "
-                f"({fixed['padding_efficiency']['answers']:.0%}, {fixed['padding_efficiency']['scoring']:.0%}) | "
-                f"{evaluation['ratio_grouped_over_fixed']:.2f}x |")
+    plans = {name: evaluation[name] for name in ("sorted", "dataset_order", "split_90")}
+    measured = "; ".join(
+        f"{label} {plans[name]['questions_per_minute']:.1f} questions/min in {sum(plans[name]['batches'].values())} "
+        f"batches ({plans[name]['padding_efficiency']['answers']:.0%} of the answer batches' slots real)"
+        for name, label in (("sorted", "sorted by length (default)"), ("dataset_order", "dataset order"),
+                            ("split_90", "split until the prompts fill 90%")))
+    rows.append(f"| evaluation, {evaluation['n_questions']} ARC questions (an answer of at most "
+                f"{evaluation['max_new_tokens']} tokens and its scoring step), at most {evaluation['max_rows']} "
+                f"a batch | {measured} | {evaluation['ratio_sorted_over_dataset_order']:.2f}x over dataset order, "
+                f"{evaluation['ratio_sorted_over_split_90']:.2f}x over split |")
     load = report["load"]
     rows.append(f"| loading the embedded model | first load {load['first_load_s']:.1f} s (GGUF dequantised, converted "
                 f"once), later loads {load['later_load_s']:.2f} s | |")
