@@ -210,8 +210,9 @@ def extract_steering_vector(
     """Mean (positive - negative) key and value at one token of each prompt, for every layer.
 
     ``pairs`` are (positive, negative) prompt texts, for example from :func:`prompts.contrastive_pair`.
-    ``token_offset`` counts from the end of each prompt: -1 is the last token, -2 the one before. Positive and
-    negative prompts are batched separately by length (:func:`read_at_token`).
+    ``token_offset`` counts from the end of each prompt: -1 is the last token, -2 the one before. Each positive and
+    each negative prompt is batched by its own length, not beside its pair (:func:`read_at_token`; ``batch_size``
+    rows and ``token_budget`` token slots at most).
     """
     keys, values, tokens = read_prompt_kv(model, tokenizer, pair_texts(pairs), token_offset=token_offset,
                                           batch_size=batch_size, token_budget=token_budget, progress=progress)
