@@ -121,6 +121,7 @@ def test_other_settings_in_the_same_directory_are_refused(smollm2, tmp_path: Pat
         evaluate(model, tokenizer, EvalConfig("gsm8k", "baseline", limit=1, max_new_tokens=3), tmp_path)
 
 
+@pytest.mark.slow  # an end-to-end run, interrupted and resumed (the repair itself: test_records.py)
 def test_a_run_killed_mid_write_resumes_into_a_clean_file(smollm2, tmp_path: Path) -> None:
     """Reading is read-only by default, so the runner must ask for the repair: appending after a cut-off last
     line would glue two records into one line and damage the file for good."""
