@@ -7,6 +7,7 @@ modules short enough to read in one sitting.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -92,3 +93,14 @@ def test_no_import_cycle() -> None:
 def test_modules_are_short(path: Path) -> None:
     lines = len(path.read_text(encoding="utf-8").splitlines())
     assert lines <= MAX_LINES, f"{module_name(path)} has {lines} lines; split it by job"
+
+
+def test_the_package_readme_names_every_module() -> None:
+    """cachesteer_lite/README.md's table is the map a newcomer reads first: every module of core, tasks and runs
+    has a row, and every side study and root file too."""
+    table = (PACKAGE / "README.md").read_text(encoding="utf-8")
+    named = set(re.findall(r"`([\w/]+)`", table))
+    expected = {path.stem for layer in ("core", "tasks", "runs") for path in (PACKAGE / layer).glob("*.py")
+                if path.stem != "__init__"}
+    expected |= {f"{study}/" for study in SIDE_STUDIES} | {"files", "book", "__main__"}
+    assert expected <= named, f"cachesteer_lite/README.md lacks {sorted(expected - named)}"
