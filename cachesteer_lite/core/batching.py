@@ -10,9 +10,10 @@ generate). A batch here grows, in longest-first order, only while
 A prompt longer than the budget runs alone. Two settings of ``min_efficiency``, both measured
 (``benchmarks/bench_core.py``):
 
-* :data:`MIN_EFFICIENCY` (0.9) for one forward pass over prompts (vector extraction, forced choice, look-ahead
-  loss): a contrastive set's positive prompts are about twice as long as its negatives, and cutting them into
-  fixed batches pads up to 30% of the slots; grouped, they are batched without that waste.
+* :data:`MIN_EFFICIENCY` (0.9) for one forward pass over prompts: vector extraction and forced choice (within
+  the device's token budget, :func:`reading_batches`) and the look-ahead loss (short samples, no budget). A
+  contrastive set's positive prompts are about twice as long as its negatives, and cutting them into fixed
+  batches pads up to 30% of the slots; grouped, they are batched without that waste.
 * :data:`DECODING_MIN_EFFICIENCY` (0) for generation: each further batch costs a whole decoding run (hundreds of
   sequential steps), which outweighs the padding of its prompts, so generation keeps the fewest batches, of
   sorted neighbours.
@@ -78,6 +79,21 @@ def padding_efficiency(lengths: Sequence[int], batches: Sequence[Sequence[int]],
     slots = sum(len(batch) * (max(lengths[i] for i in batch) + extra) for batch in batches if batch)
     real = sum(lengths[i] + extra for batch in batches for i in batch)
     return real / slots if slots else 1.0
+
+
+def reading_batches(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    texts: Sequence[str],
+    *,
+    max_rows: int,
+    token_budget: int | None = None,
+) -> list[list[int]]:
+    """Batches of ``texts`` for one forward pass each (extraction, forced choice): at least
+    :data:`MIN_EFFICIENCY` real tokens, at most ``max_rows`` rows and ``token_budget`` token slots (by default
+    :func:`default_token_budget` of the model's device)."""
+    budget = default_token_budget(model) if token_budget is None else token_budget
+    return length_batches(token_lengths(tokenizer, texts), max_rows=max_rows, token_budget=budget)
 
 
 def default_token_budget(model: PreTrainedModel) -> int:

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from .batching import default_token_budget, length_batches, token_lengths
+from .batching import reading_batches
 from .cache import prefill, read_position
 from .checks import integer
 from .progress import progress_bar
@@ -136,15 +136,14 @@ def read_at_token(
     plus the token at ``token_offset`` of each prompt.
 
     ``token_offset`` counts from the end of the prompt (-1: the last token). Prompts run in left-padded batches of
-    similar lengths (:func:`batching.length_batches`: at most ``batch_size`` rows and ``token_budget`` token
+    similar lengths (:func:`batching.reading_batches`: at most ``batch_size`` rows and ``token_budget`` token
     slots, by default what suits the model's device), so the column ``token_offset`` holds the same real token
     position in every row.
     """
     if integer("token_offset", token_offset) >= 0:
         raise ValueError(f"token_offset counts from the end of the prompt and must be negative, got {token_offset}")
     integer("batch_size", batch_size, at_least=1)
-    budget = default_token_budget(model) if token_budget is None else token_budget
-    batches = length_batches(token_lengths(tokenizer, texts), max_rows=batch_size, token_budget=budget)
+    batches = reading_batches(model, tokenizer, texts, max_rows=batch_size, token_budget=token_budget)
     rows: list[torch.Tensor | None] = [None] * len(texts)
     tokens: list[str] = [""] * len(texts)
     for indices in progress_bar(batches, desc=desc, unit="batch", enabled=progress):

@@ -31,7 +31,7 @@ from decimal import Decimal, InvalidOperation
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from ..core.batching import length_batches, token_lengths
+from ..core.batching import reading_batches
 from ..core.cache import left_padded_positions
 from ..core.deviations import Deviation
 from ..core.prompts import encode
@@ -222,7 +222,7 @@ def forced_choices(
     """For each text, the option letter (of its own ``labels``) whose first token the model scores highest
     as the next token: the paper's force-choice fallback, read from the logits in one forward pass."""
     letters: dict[int, str] = {}
-    for indices in length_batches(token_lengths(tokenizer, texts), max_rows=batch_size):
+    for indices in reading_batches(model, tokenizer, texts, max_rows=batch_size):
         batch = encode(tokenizer, [texts[i] for i in indices], model.device)
         logits = model(
             input_ids=batch.input_ids,
