@@ -41,7 +41,15 @@ from cachesteer_lite import (
     load_model,
     steered_generate,
 )
-from cachesteer_lite.core.batching import default_token_budget, length_batches, padding_efficiency, token_lengths
+from cachesteer_lite.core.batching import (
+    DECODING_MIN_EFFICIENCY,
+    MIN_EFFICIENCY,
+    default_token_budget,
+    length_batches,
+    padding_efficiency,
+    reading_batches,
+    token_lengths,
+)
 from cachesteer_lite.core.models import default_device
 from cachesteer_lite.core.vectors import pair_texts
 from cachesteer_lite.runs.provenance import run_record
@@ -120,7 +128,7 @@ def extraction(model, tokenizer, pairs: list[tuple[str, str]], repeats: int, lab
         "one_at_a_time": lambda: extract_steering_vector(model, tokenizer, pairs, batch_size=1, progress=False),
     }, repeats)
     lengths = token_lengths(tokenizer, pair_texts(pairs))
-    default = length_batches(lengths, max_rows=16, token_budget=default_token_budget(model))
+    default = reading_batches(model, tokenizer, pair_texts(pairs), max_rows=16)  # what extraction does
     fixed = length_batches(lengths, max_rows=16, min_efficiency=0.0)
     return {
         "prompts": label,
@@ -159,10 +167,12 @@ def evaluation(model, tokenizer, n_questions: int, new_tokens: int, repeats: int
     steps = {"answers": (prompts, new_tokens), "scoring": (transcripts, ANSWER_TOKENS)}
     lengths = {step: token_lengths(tokenizer, texts) for step, (texts, _) in steps.items()}
     plans = {
-        "sorted": {step: length_batches(lengths[step], max_rows=16, extra=tokens, min_efficiency=0.0)
+        "sorted": {step: length_batches(lengths[step], max_rows=16, extra=tokens,
+                                        min_efficiency=DECODING_MIN_EFFICIENCY)
                    for step, (_, tokens) in steps.items()},
         "dataset_order": {step: dataset_order_batches(len(texts), 16) for step, (texts, _) in steps.items()},
-        "split_90": {step: length_batches(lengths[step], max_rows=16, min_efficiency=0.9) for step in steps},
+        "split_90": {step: length_batches(lengths[step], max_rows=16, min_efficiency=MIN_EFFICIENCY)
+                     for step in steps},
     }
 
     def run(plan: dict[str, list[list[int]]]) -> None:
