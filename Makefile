@@ -14,7 +14,7 @@ BOOK_ENV := CACHESTEER_MODEL=$${CACHESTEER_MODEL:-smollm2-135m-instruct} \
 # OMP_NUM_THREADS=1: on a CPU shared with other jobs, torch's default (one thread per core) made generation
 # with the 135M model over 20 times slower than one thread; set it explicitly to use more threads.
 
-.PHONY: setup test suite test-fast check book check-site benchmark pages clean
+.PHONY: setup test tests-and-course suite test-fast check book check-site benchmark pages course course-check slides clean
 
 setup:
 	bash scripts/setup.sh
@@ -23,8 +23,13 @@ setup:
 # fresh 2-core machine the whole target took 46 min, against about 64 min with the two one after the other.
 test: setup
 	$(MAKE) --no-print-directory check
-	$(MAKE) --no-print-directory -j2 --output-sync=target suite book
+	$(MAKE) --no-print-directory -j2 --output-sync=target tests-and-course book
 	$(MAKE) --no-print-directory check-site
+
+# One lane of `make test`: the suite, then the course editions (the book build is the other lane).
+tests-and-course: setup
+	$(MAKE) --no-print-directory suite
+	$(MAKE) --no-print-directory course-check
 
 # The whole test suite on the real embedded models.
 suite: setup
@@ -53,6 +58,20 @@ book: setup
 check-site: setup
 	bash scripts/setup_browser.sh
 	$(VENV)/python scripts/check_site.py _build/html
+
+# The course kit (book/course_guide.md): the student and teacher editions from the notebooks (nbgrader).
+course: setup
+	$(VENV)/python scripts/course_editions.py build
+
+# The committed editions are up to date and leak no solution; every student notebook runs in `smoke` size, its
+# blank exercises answered by their checkers ("not yet: set answer_N ...") instead of a traceback.
+course-check: setup
+	$(VENV)/python scripts/course_editions.py check
+	$(BOOK_ENV) CACHESTEER_RUN_SIZE=smoke $(VENV)/python scripts/course_editions.py execute course/student
+
+# A reveal.js slide deck per notebook, from its committed outputs, in _build/slides.
+slides: setup
+	$(VENV)/python scripts/course_editions.py slides _build/slides
 
 benchmark: setup
 	$(VENV)/python benchmarks/bench_core.py
