@@ -56,3 +56,14 @@ def test_every_checker_is_tested():
                if isinstance(node, ast.FunctionDef) and node.name.startswith("check_")}
     tests = "\n".join(path.read_text() for path in (REPO / "tests" / "course").glob("test_*.py"))
     assert defined and not [name for name in sorted(defined) if name not in tests]
+
+
+def test_slides_have_a_slide_per_section_and_no_solution(tmp_path, monkeypatch):
+    first = editions.notebook_paths()[0]
+    monkeypatch.setattr(editions, "notebook_paths", lambda: [first])
+    editions.slides(tmp_path)
+    deck = (tmp_path / f"{first.stem}.slides.html").read_text()
+    source = nbformat.read(first, as_version=4)
+    headings = sum(cell.cell_type == "markdown" and cell.source.startswith(("# ", "## ")) for cell in source.cells)
+    assert "reveal" in deck and deck.count('<section') >= headings >= 5
+    assert "Solution to exercise" not in deck and "HIDDEN TESTS" not in deck and "google.colab" not in deck
