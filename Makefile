@@ -53,6 +53,7 @@ pages: setup
 book: setup
 	rm -rf _build/html
 	$(BOOK_ENV) $(VENV)/jupyter-book build . --all -W -n --keep-going --builder html
+	$(VENV)/python scripts/course_editions.py slides _build/slides
 
 # A real browser loads every page of _build/html (scripts/check_site.py); Chromium is installed when missing.
 check-site: setup
@@ -69,7 +70,7 @@ course-check: setup
 	$(VENV)/python scripts/course_editions.py check
 	$(BOOK_ENV) CACHESTEER_RUN_SIZE=smoke $(VENV)/python scripts/course_editions.py execute course/student
 
-# A reveal.js slide deck per notebook, from its committed outputs, in _build/slides.
+# A reveal.js slide deck per notebook, from its committed outputs, in _build/slides (`make book` builds them too).
 slides: setup
 	$(VENV)/python scripts/course_editions.py slides _build/slides
 

@@ -1,5 +1,5 @@
 """What the book's notebooks and pages share: printing answers, reading stored runs, and the generated parts of
-the reproducibility page and the README.
+the reproducibility page, the README and the course guide.
 
 Those pages hold blocks that code writes (``python -m cachesteer_lite pages``) and a test checks: the results
 table (:func:`runs.results.comparison_table` of every stored run), the deviation tables, built from the
@@ -18,6 +18,7 @@ from typing import Any
 from . import augmentation
 from .core import prompts, steering
 from .core.deviations import Deviation, markdown_table
+from .course import guide
 from .files import checkout
 from .runs import runner
 from .runs.results import StoredRun, collect, comparison_table, load_run, stored_results_dir
@@ -25,6 +26,7 @@ from .tasks import contrastive, data, scoring
 
 STORED_MODEL = "smollm2-135m-instruct"  # the model of the book's stored runs
 PAGE = "book/reproducibility.md"
+COURSE_GUIDE = "book/course_guide.md"
 README = "README.md"
 CORE_BENCHMARK = "benchmarks/core_cpu.json"  # in the stored results: what the speed table shows
 
@@ -142,13 +144,17 @@ def speed_table(report: dict[str, Any]) -> str:
 
 
 def page_blocks() -> dict[str, dict[str, str]]:
-    """The generated blocks of each page, by page and block name: the results table, the deviation tables and
-    the speed table."""
+    """The generated blocks of each page, by page and block name: the results table, the deviation tables, the
+    speed table, and the course guide's exercise and session tables (from the notebooks of the checkout)."""
     report = json.loads((stored_results_dir() / CORE_BENCHMARK).read_text(encoding="utf-8"))
     speed = {"speed-table": speed_table(report)}
     blocks = {"results-table": comparison_table(collect(model=STORED_MODEL))}
     blocks.update({name: markdown_table(rows) for name, rows in DEVIATION_GROUPS.items()})
-    return {PAGE: blocks | speed, README: speed}
+    pages = {PAGE: blocks | speed, README: speed}
+    root = checkout()
+    if root is not None:
+        pages[COURSE_GUIDE] = guide.guide_blocks(root / "notebooks")
+    return pages
 
 
 def with_blocks(text: str, blocks: dict[str, str]) -> str:

@@ -24,6 +24,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import nbformat
@@ -99,7 +100,8 @@ def solution_lines(nb: nbformat.NotebookNode) -> set[str]:
         is_solution = cell.metadata.get("nbgrader", {}).get("solution", False)
         secret_text = cell.source if is_solution else hidden
         public_text = "" if is_solution else HIDDEN.sub("", cell.source)
-        secret |= {line.strip() for line in secret_text.splitlines() if len(line.strip()) >= 20}
+        secret |= {line.strip() for line in secret_text.splitlines()
+                   if len(line.strip()) >= 20 and "HIDDEN TESTS" not in line}
         public |= {line.strip() for line in public_text.splitlines()}
     return secret - public
 
@@ -107,7 +109,8 @@ def solution_lines(nb: nbformat.NotebookNode) -> set[str]:
 def leaks(source: nbformat.NotebookNode, student: nbformat.NotebookNode) -> list[str]:
     """The solution lines, markers and folded solutions of ``source`` that appear in ``student``."""
     text = "\n".join(cell.source for cell in student.cells)
-    found = [line for line in sorted(solution_lines(source)) if line in text]
+    lines = {line.strip() for line in text.splitlines()}
+    found = [line for line in sorted(solution_lines(source)) if line in lines]
     found += [marker for marker in ("BEGIN SOLUTION", "HIDDEN TESTS", "{admonition} Solution") if marker in text]
     return found
 
@@ -140,6 +143,7 @@ def execute(folder: Path, timeout: int) -> int:
     """Run each student notebook top to bottom in a scratch copy; every exercise must answer "not yet: set ..."."""
     failures = 0
     for path in sorted(folder.glob("[0-9][0-9]_*.ipynb")):
+        started = time.perf_counter()
         with tempfile.TemporaryDirectory() as scratch:
             nb = nbformat.read(path, as_version=4)
             NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": scratch}},
@@ -150,7 +154,8 @@ def execute(folder: Path, timeout: int) -> int:
         exercises = sum(cell.source.startswith("answer_") for cell in nb.cells if cell.cell_type == "code")
         ok = len(blank) == exercises > 0
         failures += not ok
-        print(f"{path.name}: ran; {len(blank)} of {exercises} blank exercises answered 'not yet: set answer_N'"
+        print(f"{path.name}: ran in {time.perf_counter() - started:.0f} s; {len(blank)} of {exercises} blank "
+              "exercises answered 'not yet: set answer_N'"
               + ("" if ok else f"  <-- expected all; got {verdicts}"))
     return 1 if failures else 0
 
