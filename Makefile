@@ -1,6 +1,6 @@
 # The two commands of the README: `make book` (execute the notebooks on the embedded model, build the HTML)
-# and `make test` (the type checker and linter, the test suite, then the strict book build and a check of the
-# built site in a browser).
+# and `make test` (the type checker and linter; the test suite and the course editions' check beside the strict
+# book build; then a check of the built site in a browser).
 # All targets set up .venv first.
 SHELL := /bin/bash
 VENV := .venv/bin
