@@ -19,12 +19,12 @@ from ..augmentation import (
 from ..augmentation.augmenters import LoRALinear
 from ..augmentation.lookahead import evaluation_samples, tokenize_texts
 from ..augmentation.training import TrainResult
+from ..book import STORED_MODEL
 from ..files import book_file, sha256
 from ..runs.results import load_run, stored_results_dir
 from ..runs.statistics import paired_comparison
 from .feedback import Feedback, checker, close, correct, wrong
 
-STORED_MODEL = "smollm2-135m-instruct"
 STORED_COPROCESSOR = f"data/results/{STORED_MODEL}/cache_augmentation/runs/coprocessor_n16/checkpoint-000200"
 CHECKED_TEXTS = 3  # held-out texts re-scored to check a perplexity answer (their split points come first)
 

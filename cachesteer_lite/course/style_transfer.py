@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -10,9 +9,11 @@ from typing import Any
 
 import torch
 
+from ..book import STORED_MODEL
 from ..core.generation import Completion
 from ..core.vectors import SteeringVector
 from ..files import book_file
+from ..runs.records import read_records
 from ..style import TARGET_STYLES, StyleClassifier, rule_labels
 from .feedback import Feedback, checker, correct, wrong
 
@@ -26,7 +27,6 @@ PAPER_MARKERS: dict[str, str] = {
     "annotated_deduction": r"^\[",
     "analogical": r"(?i)^just like",
 }
-STORED_MODEL = "smollm2-135m-instruct"
 
 
 def style_counts(answer: Any, n: int) -> dict[str, int] | str:
@@ -90,8 +90,8 @@ def marker_counts(c_values: float = 6.0, model: str = STORED_MODEL) -> dict[str,
     """For each style, how many stored answers steered towards it at ``c_values`` open with the paper's marker."""
     counts = {}
     for style, marker in PAPER_MARKERS.items():
-        lines = book_file(f"data/results/{model}/style_transfer/{style}/c{c_values:g}/items.jsonl").read_text()
-        texts = [json.loads(line)["response"].lstrip() for line in lines.splitlines() if line.strip()]
+        records = read_records(book_file(f"data/results/{model}/style_transfer/{style}/c{c_values:g}/items.jsonl"))
+        texts = [record["response"].lstrip() for record in records.values()]
         counts[style] = sum(bool(re.match(marker, text)) for text in texts)
     return counts
 
