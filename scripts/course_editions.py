@@ -34,6 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
 COURSE = REPO / "course"
 HIDDEN = re.compile(r"^### BEGIN HIDDEN TESTS\n.*?^### END HIDDEN TESTS\n?", re.S | re.M)
+HIDDEN_BODY = re.compile(r"^### BEGIN HIDDEN TESTS\n(.*?)^### END HIDDEN TESTS", re.S | re.M)
 DROPDOWN = re.compile(r"^(`{3,})\{admonition\} (Solution[^\n]*)\n:class: dropdown\n(.*)\n\1\s*$", re.S)
 ANSWER_STUB = "**Your answer.** What did you find, and why? (Write it here.)"
 STUDENT_HEADER = (
@@ -84,10 +85,10 @@ def teacher_edition(out: Path) -> None:
             folded = DROPDOWN.match(cell.source) if cell.cell_type == "markdown" else None
             if folded:
                 cell.source = f"**{folded.group(2)}.**\n\n{folded.group(3)}"
-            if "remove-cell" in cell.metadata.get("tags", []) and "BEGIN HIDDEN TESTS" in cell.source:
+            checks = HIDDEN_BODY.search(cell.source)
+            if checks and "remove-cell" in cell.metadata.get("tags", []):
                 cell.metadata["tags"].remove("remove-cell")
-                cell.source = "# The reference solutions pass their checkers.\n" + re.sub(
-                    r"^### (BEGIN|END) HIDDEN TESTS\n?", "", cell.source.split("\n", 2)[2], flags=re.M)
+                cell.source = "# The reference solutions pass their checkers.\n" + checks.group(1)
         nb.cells[0].source = nb.cells[0].source.replace("/blob/main/notebooks/", "/blob/main/course/teacher/")
         nbformat.write(nb, out / path.name)
 
