@@ -23,8 +23,10 @@ def augmented_inputs(
 
     Returns a cache holding every input but the last, the embeddings of all inputs (prompt tokens, then
     latents) and their mask: ``generate`` runs the last input itself and so predicts the first new token from
-    the last latent (or, with no latents, from the last prompt token, exactly as plain ``generate`` does).
+    the last latent (or, with no latents, from the last prompt token, exactly as plain ``generate`` does). The
+    ids and mask are moved to the model's device first.
     """
+    input_ids, attention_mask = input_ids.to(model.device), attention_mask.to(model.device)
     n = active_latents(augmenter)
     embeds = model.get_input_embeddings()(input_ids)
     if augmenter is None or n == 0:
@@ -53,7 +55,8 @@ def augmented_cache(
 ) -> DynamicCache:
     """The decoder's cache after the prompt and all its latents. What the augmentation writes into the cache is
     the last N_L positions of every layer: the learned, input-dependent counterpart of a steering vector's
-    fixed edit of the prompt's last position."""
+    fixed edit of the prompt's last position. The ids and mask are moved to the model's device first."""
+    attention_mask = attention_mask.to(model.device)  # the prefill moves the ids; the latents need the mask
     cache = prefill(model, input_ids, attention_mask)
     if augmenter is not None and active_latents(augmenter):
         _append_latents(model, cache, augmenter.latents(model, cache, attention_mask).to(model.dtype), attention_mask)

@@ -161,12 +161,13 @@ def read_block_outputs(
 
     def recorder(layer: int) -> Callable[..., None]:
         def record(module: nn.Module, args: tuple, kwargs: dict, output: torch.Tensor | tuple) -> None:
-            read[layer] = _hidden(output)[:, token_offset]
+            read[layer] = _hidden(output)[:, token_offset].to(model.device)  # blocks may sit on several devices
 
         return record
 
     def block_outputs(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         read.clear()
+        input_ids, attention_mask = input_ids.to(model.device), attention_mask.to(model.device)
         model(input_ids=input_ids, attention_mask=attention_mask, position_ids=left_padded_positions(attention_mask),
               use_cache=False, logits_to_keep=1)  # only the hooks' reads are wanted
         return torch.stack([read[layer] for layer in range(len(blocks))], dim=1)  # [batch, layers, hidden]
@@ -221,7 +222,8 @@ def _steering_hook(mode: str, layer: int, delta: torch.Tensor) -> Callable[..., 
     """A forward hook that adds ``delta`` at the last position of the passes ``mode`` steers.
 
     The edit is in place, so every observer of the block's output (``output_hidden_states``, other hooks)
-    sees the steered residual stream whatever order the hooks were registered in. A pass that contradicts
+    sees the steered residual stream whatever order the hooks were registered in; ``delta`` is cast to the
+    output's own device and dtype (a no-op when it already matches). A pass that contradicts
     the mode (a cache in ``"paper"``, none in the others) raises instead of steering something else.
     """
 
@@ -234,7 +236,7 @@ def _steering_hook(mode: str, layer: int, delta: torch.Tensor) -> Callable[..., 
             raise RuntimeError(f"mode {mode!r} steers through the KV cache: generate with use_cache=True")
         if mode == "one_shot" and past is not None and past > 0:
             return  # a decoding step: one-shot steering touched only the prefill
-        hidden[:, -1] += delta.to(hidden.dtype)
+        hidden[:, -1] += delta.to(hidden.device, hidden.dtype)
 
     return hook
 
@@ -258,6 +260,7 @@ def activation_steering(
     layer = layer_index("layer", layer, len(blocks))
     multiplier = finite_number("multiplier", multiplier)
     vector.check_compatible(model)
+    # On the model's device once; the hook moves it on only when the block sits elsewhere (device_map="auto").
     delta = (multiplier * vector.directions[layer]).to(model.device)
     with _forward_hooks([(blocks[layer], _steering_hook(mode, layer, delta))]):
         yield

@@ -48,7 +48,11 @@ def left_padded_positions(attention_mask: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def prefill(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> DynamicCache:
-    """Run the prompt through the model once and return the filled cache."""
+    """Run the prompt through the model once and return the filled cache.
+
+    The ids and mask are moved to the model's device first, so callers may pass the CPU tensors of ``encode``.
+    """
+    input_ids, attention_mask = input_ids.to(model.device), attention_mask.to(model.device)
     cache = new_cache(model)
     model(
         input_ids=input_ids,
@@ -65,11 +69,13 @@ def read_position(cache: Cache, position: int = -1) -> tuple[torch.Tensor, torch
     """Keys and values of every layer at one cache position: two tensors ``[n_layers, batch, n_kv_heads, head_dim]``.
 
     ``position`` counts from the end (-1 is the newest entry), which addresses the same token in full and
-    sliding-window layers, since a sliding layer keeps only the most recent tokens.
+    sliding-window layers, since a sliding layer keeps only the most recent tokens. Both are on the device of the
+    first layer: with ``device_map="auto"`` the layers may live on different devices.
     """
     layers = editable_layers(cache)
-    keys = torch.stack([layer.keys[:, :, position, :] for layer in layers])
-    values = torch.stack([layer.values[:, :, position, :] for layer in layers])
+    device = layers[0].keys.device
+    keys = torch.stack([layer.keys[:, :, position, :].to(device) for layer in layers])
+    values = torch.stack([layer.values[:, :, position, :].to(device) for layer in layers])
     return keys, values
 
 
@@ -82,11 +88,12 @@ def add_at_position(
 ) -> None:
     """Add ``key_deltas[l]`` / ``value_deltas[l]`` (each ``[n_kv_heads, head_dim]``) in place at one position.
 
-    The same delta is added to every batch row. Edits persist into decoding: ``update`` concatenates new
-    tokens onto these tensors.
+    The same delta is added to every batch row. Each delta is cast to its layer's own device and dtype (a
+    float32 CPU vector edits a bfloat16 cache on a GPU; with ``device_map="auto"`` each layer may sit on another
+    GPU). Edits persist into decoding: ``update`` concatenates new tokens onto these tensors.
     """
     layers = editable_layers(cache)
     for layer_id in layer_ids:
         layer = layers[layer_id]
-        layer.keys[:, :, position, :] += key_deltas[layer_id].to(layer.keys.dtype)
-        layer.values[:, :, position, :] += value_deltas[layer_id].to(layer.values.dtype)
+        layer.keys[:, :, position, :] += key_deltas[layer_id].to(layer.keys.device, layer.keys.dtype)
+        layer.values[:, :, position, :] += value_deltas[layer_id].to(layer.values.device, layer.values.dtype)

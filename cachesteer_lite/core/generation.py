@@ -78,7 +78,8 @@ def batched_completions(
     input order.
 
     ``extra_tokens`` is how far each prompt may grow (offset token, latents, new tokens); a batch that would
-    outgrow the model's context is refused before it runs. Every generation method of the library runs here.
+    outgrow the model's context is refused before it runs. ``new_tokens`` gets the batch on the model's device.
+    Every generation method of the library runs here.
     """
     if isinstance(prompts, str):
         raise TypeError("prompts must be a sequence of strings, not one string")
@@ -90,9 +91,9 @@ def batched_completions(
     eos_ids = eos_token_ids(model, tokenizer)
     results: dict[int, Completion] = {}
     for indices in progress_bar(batches, desc="generating", unit="batch", enabled=progress):
-        batch = encode(tokenizer, [prompts[i] for i in indices], model.device)
+        batch = encode(tokenizer, [prompts[i] for i in indices])  # checked on the CPU, then handed to the model
         check_fits(model, batch.attention_mask, extra_tokens)
-        generated = new_tokens(batch.input_ids, batch.attention_mask)
+        generated = new_tokens(batch.input_ids.to(model.device), batch.attention_mask.to(model.device))
         for i, completion in zip(indices, decode_completions(tokenizer, generated, eos_ids), strict=True):
             results[i] = completion
     return [results[i] for i in range(len(prompts))]

@@ -76,6 +76,23 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_dtype(dtype: torch.dtype | str, device: str | torch.device | None = None) -> torch.dtype:
+    """``dtype`` as a torch dtype: one of :data:`DTYPES` by name, or ``"auto"``, the fastest one that suits the
+    device (bfloat16 on a CUDA GPU that supports it, float16 on other CUDA GPUs, float32 on a CPU)."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype == "auto":
+        if torch.device(device or default_device()).type != "cuda":
+            return torch.float32
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if dtype not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join([*DTYPES, 'auto'])} or a torch.dtype")
+    return DTYPES[dtype]
+
+
 def embedded_model_folder(name: str) -> Path:
     """A plain Hugging Face folder for embedded model ``name``, converted from its GGUF on first use.
 
@@ -147,21 +164,30 @@ def _loading_bars(enabled: bool) -> Iterator[None]:
 def load_model(
     name: str = DEFAULT_MODEL,
     *,
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | str = torch.float32,
     device: str | torch.device | None = None,
+    device_map: str | dict | None = None,
     progress: bool = True,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load ``name`` in evaluation mode on ``device`` (default: CUDA when present) with an explicit ``dtype``.
 
-    The tokenizer pads on the left (what batched generation needs) and uses EOS as padding when the model
-    defines no pad token. The paper ran every model in float32, hence the default. ``progress`` False (or
-    ``TQDM_DISABLE``) silences the loading bars.
+    ``dtype`` is a torch dtype or its name (``"float32"``, ``"bfloat16"``, ``"float16"``), or ``"auto"``:
+    bfloat16 on a CUDA GPU that supports it, float16 on other CUDA GPUs, float32 on a CPU
+    (:func:`resolve_dtype`). The paper ran every model in float32, hence the default. ``device_map`` (for
+    example ``"auto"``, for a model too big for one GPU) is handed to ``from_pretrained``, which places the
+    layers itself (``accelerate``), so ``device`` must then be None. The tokenizer pads on the left (what
+    batched generation needs) and uses EOS as padding when the model defines no pad token. ``progress`` False
+    (or ``TQDM_DISABLE``) silences the loading bars.
     """
+    if device is not None and device_map is not None:
+        raise ValueError("give device or device_map, not both: a device_map places the layers itself")
     path = resolve_model_path(name)
+    dtype = resolve_dtype(dtype, device)
+    placement = {} if device_map is None else {"device_map": device_map}
     try:
         with _loading_bars(progress and not disabled_by_environment()):
             tokenizer = AutoTokenizer.from_pretrained(path)
-            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **placement)
     except OSError as error:
         offline = os.environ.get("HF_HUB_OFFLINE") == "1"
         raise ModelLoadError(
@@ -172,6 +198,8 @@ def load_model(
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"
-    model.to(device or default_device()).eval()
+    if device_map is None:
+        model.to(device or default_device())
+    model.eval()
     model.name_or_alias = name  # the name the user asked for, recorded in steering-vector metadata
     return model, tokenizer

@@ -75,13 +75,16 @@ def steered_cache(
     c_values: float = 0.0,
     layers: Iterable[int] | None = None,
 ) -> DynamicCache:
-    """The cache of every token but the last (the offset token), with the vector added at its last position."""
+    """The cache of every token but the last (the offset token), with the vector added at its last position.
+
+    The inputs may be on any device (the prefill moves them to the model's); the vector is cast to each cache
+    layer's own device and dtype."""
     c_keys, c_values = finite_number("c_keys", c_keys), finite_number("c_values", c_values)
     vector.check_compatible(model)
     n_layers = vector.keys.shape[0]
     chosen = default_layers(n_layers) if layers is None else layer_indices("layers", layers, n_layers)
     cache = prefill(model, input_ids[:, :-1], attention_mask[:, :-1])
-    add_at_position(cache, chosen, c_keys * vector.keys.to(model.device), c_values * vector.values.to(model.device))
+    add_at_position(cache, chosen, c_keys * vector.keys, c_values * vector.values)
     return cache
 
 
@@ -102,11 +105,12 @@ def steered_generate(
     ``input_ids`` is a left-padded batch whose last column is the offset token (:func:`append_offset`). Returns
     the full sequences, as ``generate`` does. ``generate_kwargs`` go to ``generate`` unchanged (greedy or
     sampling). The steered cache is built afresh for every call: ``generate`` extends it in place, so it is
-    never reused.
+    never reused. The inputs are moved to the model's device first.
     """
     for own in ("past_key_values", "cache_implementation"):
         if own in generate_kwargs:
             raise ValueError(f"cache steering builds its own cache; do not pass {own!r}")
+    input_ids, attention_mask = input_ids.to(model.device), attention_mask.to(model.device)
     cache = steered_cache(
         model, input_ids, attention_mask, vector, c_keys=c_keys, c_values=c_values, layers=layers
     )

@@ -132,8 +132,9 @@ def read_at_token(
     progress: bool = True,
     desc: str = "reading",
 ) -> tuple[torch.Tensor, list[str]]:
-    """``read(input_ids, attention_mask)`` (one row per prompt) over every prompt, rows stacked in input order,
-    plus the token at ``token_offset`` of each prompt.
+    """``read(input_ids, attention_mask)`` (one row per prompt) over every prompt, rows stacked in input order
+    (float32, on the CPU), plus the token at ``token_offset`` of each prompt. ``read`` gets CPU tensors and
+    moves them to the model's device itself (:func:`cache.prefill` does).
 
     ``token_offset`` counts from the end of the prompt (-1: the last token). Prompts run in left-padded batches of
     similar lengths (:func:`batching.reading_batches`: at most ``batch_size`` rows and ``token_budget`` token
@@ -147,7 +148,7 @@ def read_at_token(
     rows: list[torch.Tensor | None] = [None] * len(texts)
     tokens: list[str] = [""] * len(texts)
     for indices in progress_bar(batches, desc=desc, unit="batch", enabled=progress):
-        batch = encode(tokenizer, [texts[i] for i in indices], model.device)
+        batch = encode(tokenizer, [texts[i] for i in indices])  # on the CPU: ``read`` moves it to the model
         check_fits(model, batch.attention_mask)
         if not bool(batch.attention_mask[:, token_offset].all()):
             raise ValueError(f"a prompt is shorter than {-token_offset} tokens; token_offset {token_offset} is invalid")

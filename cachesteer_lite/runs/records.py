@@ -3,7 +3,9 @@
 Every writer of the package goes through this module: the evaluation runner's items files, the trace generator's
 accepted and rejected files, results and settings files.
 
-* :func:`append_records` appends a batch of records in one write, flushed and synced to disk before it returns.
+* :func:`append_records` appends a batch of records in one write, flushed and synced to disk before it returns;
+  :func:`append_new_records` does so under a file lock, leaving out keys already stored (several processes
+  writing one file, :mod:`parallel`).
 * :func:`read_records` reads them back by key. A kill in the middle of a write leaves a last line cut short: it is
   dropped (its item is simply done again). A repeated key keeps its first record. With ``repair`` the file is
   rewritten without what was dropped, which a writer must ask for before it appends again (appending after a
@@ -15,6 +17,7 @@ accepted and rejected files, results and settings files.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import warnings
@@ -43,6 +46,24 @@ def append_records(path: Path, records: Iterable[dict]) -> None:
 def by_index(record: dict) -> Hashable:
     """The key of an evaluation record: its item index."""
     return record["index"]
+
+
+def append_new_records(path: Path, records: Iterable[dict], key: Key = by_index) -> list[dict]:
+    """Append the records whose key (default: the item index) ``path`` does not hold yet, and return them.
+
+    For several processes writing one file: an exclusive lock (``fcntl.flock``) is held from reading what is
+    stored to the synced end of the write, so lines of two writers never interleave and no key is written
+    twice.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file is closed
+        stored = read_records(path, key)
+        new = [record for record in records if key(record) not in stored]
+        handle.write("".join(json_line(record) for record in new))
+        handle.flush()
+        os.fsync(handle.fileno())
+    return new
 
 
 def read_records(path: Path, key: Key = by_index, repair: bool = False) -> dict[Any, dict]:
@@ -86,9 +107,10 @@ def write_records(path: Path, records: Iterable[dict]) -> None:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` in one step: a reader sees the old file or the new one, never a mix."""
+    """Replace ``path`` with ``text`` in one step: a reader sees the old file or the new one, never a mix. The
+    staging file is the process's own, so processes of a parallel run may write the same file (the last wins)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(path.name + ".tmp")
+    staging = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     staging.write_text(text, encoding="utf-8")
     os.replace(staging, path)
 

@@ -43,8 +43,9 @@ from ..tasks.task import Task, get_task
 from .config import COMMON_SETTINGS, SAMPLING_SETTINGS, EvalConfig, sampling_kwargs
 from .methods import VECTOR_FILE, Method, Prepared, get_method, reuse_saved_vector
 from .paper import PAPER_OPTIONS, PAPER_SEEDS, PAPER_SETTINGS
+from .parallel import World, batch_share, current_world, gather_records, main_first, process_group, read_in_step
 from .provenance import hardware, versions
-from .records import append_records, read_json, read_records, write_json
+from .records import append_new_records, append_records, read_json, write_json
 from .statistics import wilson_interval
 
 # (what, paper, ours, why) for the evaluation protocol.
@@ -156,12 +157,13 @@ class RunLog:
     it (start, wall time, records found and added), so that a resumed run's wall time adds up.
 
     Opening it refuses a directory whose run has other settings. A run written before sessions were recorded
-    counts its earlier wall time (from its results.json) as one session.
+    counts its earlier wall time (from its results.json) as one session. With ``writes`` False (the other
+    processes of a parallel run) it checks the settings but leaves the file to the main process.
     """
 
-    def __init__(self, run_dir: Path, settings: dict[str, Any]) -> None:
+    def __init__(self, run_dir: Path, settings: dict[str, Any], writes: bool = True) -> None:
         self.path = run_dir / "run.json"
-        self.settings = settings
+        self.settings, self.writes = settings, writes
         self.sessions: list[dict[str, Any]] = []
         if self.path.is_file():
             previous = read_json(self.path)
@@ -194,8 +196,9 @@ class RunLog:
         self.save()
 
     def save(self) -> None:
-        """Write ``run.json`` (atomically: a reader sees the old file or the new one)."""
-        write_json(self.path, {"settings": self.settings, "sessions": self.sessions})
+        """Write ``run.json`` (atomically: a reader sees the old file or the new one) if this log writes it."""
+        if self.writes:
+            write_json(self.path, {"settings": self.settings, "sessions": self.sessions})
 
     @property
     def wall_time_s(self) -> float:
@@ -287,22 +290,32 @@ def evaluate(
     Items are batched sorted by prompt length (:func:`batching.length_batches`); after each batch its records are
     appended to the items file and ``on_batch(done, total)`` is called. Items already in the file are not
     generated again. Greedy runs are deterministic; sampling runs use ``config.seeds`` and report mean and sample
-    standard deviation over the runs.
+    standard deviation over the runs. Processes started by a launcher (``torchrun``) share the batches and the
+    files, and each returns the results of the whole run (:mod:`parallel`).
     """
+    world = current_world()
+    with process_group(world):
+        return _evaluate(model, tokenizer, config, Path(run_dir), world, memo, progress and world.is_main, on_batch)
+
+
+def _evaluate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, config: EvalConfig, run_dir: Path,
+              world: World, memo: dict | None, progress: bool, on_batch: Callable[[int, int], None] | None
+              ) -> dict[str, Any]:
+    """:func:`evaluate` in one process of ``world``: only the main one writes ``run.json`` and ``results.json``."""
     started = time.perf_counter()
     config = resolve_config(config, model)
     task, method = get_task(config.task), get_method(config.method)
-    run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    log = RunLog(run_dir, relevant_settings(config))
+    log = RunLog(run_dir, relevant_settings(config), writes=world.is_main)
     items = load_items(task, config.split, config.limit, config.start)
     if not items:
         raise ValueError(f"no {config.task} {config.split} items from {config.start} (limit {config.limit})")
     memo = memo if memo is not None else {}
-    reuse_saved_vector(method, model, config, run_dir, memo)
-    prepared = method.prepare(model, tokenizer, config, memo, progress)
-    if prepared.vector is not None:
-        prepared.vector.save(run_dir / VECTOR_FILE)
+    with main_first(world):  # the others load the vector the main process saved: all steer with the same one
+        reuse_saved_vector(method, model, config, run_dir, memo)
+        prepared = method.prepare(model, tokenizer, config, memo, progress)
+        if prepared.vector is not None and world.is_main:
+            prepared.vector.save(run_dir / VECTOR_FILE)
     prompts = [chat_prompt(tokenizer, item.question, method.cot_prefix) for item in items]
     lengths = token_lengths(tokenizer, prompts)
     batches = length_batches(lengths, max_rows=config.batch_size, extra=config.max_new_tokens,
@@ -312,15 +325,15 @@ def evaluate(
     runs = []
     for seed in config.seeds or (None,):  # resolved: the sampling seeds, or one greedy run
         path = run_dir / items_file(seed)
-        done = read_records(path, repair=True)  # appending after a cut-off line would corrupt the file
-        log.update(time.perf_counter() - started, found=sum(item.index in done for item in items))
+        done = read_in_step(path, world)  # repaired: appending after a cut-off line would corrupt the file
+        found = sum(item.index in done for item in items)
+        log.update(time.perf_counter() - started, found=found)
         bar = progress_bar(total=len(items), unit="item", enabled=progress,
                            desc=f"{config.task} {config.method}" + ("" if seed is None else f" seed {seed}"))
-        bar.update(sum(item.index in done for item in items))
-        for number, batch in enumerate(batches):
-            todo = [i for i in batch if items[i].index not in done]
-            if not todo:
-                continue
+        bar.update(found)
+        pending = [number for number, batch in enumerate(batches) if any(items[i].index not in done for i in batch)]
+        for number in batch_share(pending, world):
+            todo = [i for i in batches[number] if items[i].index not in done]
             if seed is not None:
                 torch.manual_seed(seed * 100_003 + number)
             clock = time.perf_counter()
@@ -330,18 +343,25 @@ def evaluate(
             seconds = time.perf_counter() - clock
             records = [_record(items[i], c, e, number, seconds, seed)
                        for i, c, e in zip(todo, completions, extractions, strict=True)]
-            append_records(path, records)
-            log.update(time.perf_counter() - started, added=len(records))
+            if world.parallel:
+                records = append_new_records(path, records)
+            else:
+                append_records(path, records)
+            log.update(time.perf_counter() - started, added=0 if world.parallel else len(records))  # parallel: below
             done.update((r["index"], r) for r in records)
             bar.update(len(todo))
             if on_batch is not None:
                 on_batch(sum(item.index in done for item in items), len(items))
         bar.close()
+        if world.parallel:  # every process has answered its share: read what all of them wrote
+            done = gather_records(path, world)
+            log.update(time.perf_counter() - started, added=sum(item.index in done for item in items) - found)
         runs.append({"seed": seed, "items_file": path.name, **summarise([done[item.index] for item in items])})
     log.update(time.perf_counter() - started)
     results = {**_results(config, prepared, generation, runs, model, log),
                "padding_efficiency": round(padding_efficiency(lengths, batches, extra=config.max_new_tokens), 4)}
-    write_json(run_dir / "results.json", results)
+    if world.is_main:
+        write_json(run_dir / "results.json", results)
     return results
 
 
