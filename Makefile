@@ -14,7 +14,8 @@ BOOK_ENV := CACHESTEER_MODEL=$${CACHESTEER_MODEL:-smollm2-135m-instruct} \
 # OMP_NUM_THREADS=1: on a CPU shared with other jobs, torch's default (one thread per core) made generation
 # with the 135M model over 20 times slower than one thread; set it explicitly to use more threads.
 
-.PHONY: setup test tests-and-course suite test-fast check book check-site benchmark pages course course-check slides clean
+.PHONY: setup test tests-and-course suite test-fast check book check-site benchmark pages course course-check slides \
+	wheel-check tiny-check clean
 
 setup:
 	bash scripts/setup.sh
@@ -69,6 +70,11 @@ course: setup
 course-check: setup
 	$(VENV)/python scripts/course_editions.py check
 	$(BOOK_ENV) CACHESTEER_RUN_SIZE=smoke $(VENV)/python scripts/course_editions.py execute course/student
+
+# The notebooks as a pip install runs them (Colab): the wheel in a fresh environment outside the checkout, the data
+# files downloaded from the repository served on loopback, all eight notebooks in `smoke` size from an empty folder.
+wheel-check: setup
+	bash scripts/wheel_check.sh
 
 # A reveal.js slide deck per notebook, from its committed outputs, in _build/slides (`make book` builds them too).
 slides: setup

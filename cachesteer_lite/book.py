@@ -1,33 +1,39 @@
 """What the book's notebooks and pages share: printing answers, reading stored runs, and the generated parts of
-the reproducibility page, the README and the course guide.
+the reproducibility page, the README, the course guide and the Colab page.
 
-Those pages hold blocks that code writes (``python -m cachesteer_lite pages``) and a test checks: the results
-table (:func:`runs.results.comparison_table` of every stored run), the deviation tables, built from the
-``DEVIATIONS`` lists that sit next to the code that deviates plus the choices of the book's own stored runs and
-notebooks listed here, and the speed table of the stored core benchmark (``benchmarks/bench_core.py``). So the
-pages and the code cannot disagree.
+Those pages hold blocks that code writes (``python -m cachesteer_lite pages``) and a test checks: the links to the
+repository (Colab badges, install cells, the book's buttons, the package homepage: all from
+:data:`files.REPOSITORY`), the results table (:func:`runs.results.comparison_table` of every stored run), the
+deviation tables, built from the ``DEVIATIONS`` lists that sit next to the code that deviates plus the choices of
+the book's own stored runs and notebooks listed here, the speed table of the stored core benchmark
+(``benchmarks/bench_core.py``) and the GPU estimates (:mod:`runs.budget`). So the pages and the code cannot
+disagree.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import textwrap
 from typing import Any
 
-from . import augmentation
+from . import augmentation, files
 from .core import prompts, steering
 from .core.deviations import Deviation, markdown_table
 from .course import guide
 from .files import checkout
-from .runs import runner
+from .runs import budget, runner
 from .runs.results import StoredRun, collect, comparison_table, load_run, stored_results_dir
 from .tasks import contrastive, data, scoring
 
 STORED_MODEL = "smollm2-135m-instruct"  # the model of the book's stored runs
 PAGE = "book/reproducibility.md"
 COURSE_GUIDE = "book/course_guide.md"
+COLAB_PAGE = "book/colab.md"
 README = "README.md"
+# Files that link to the repository; `pages` writes those links from files.REPOSITORY and files.BRANCH.
+LINKED_FILES = (README, "pyproject.toml", "_config.yml", "notebooks/[0-9][0-9]_*.ipynb")
 CORE_BENCHMARK = "benchmarks/core_cpu.json"  # in the stored results: what the speed table shows
 
 MODEL_DEVIATIONS: tuple[Deviation, ...] = (
@@ -150,7 +156,7 @@ def page_blocks() -> dict[str, dict[str, str]]:
     speed = {"speed-table": speed_table(report)}
     blocks = {"results-table": comparison_table(collect(model=STORED_MODEL))}
     blocks.update({name: markdown_table(rows) for name, rows in DEVIATION_GROUPS.items()})
-    pages = {PAGE: blocks | speed, README: speed}
+    pages = {PAGE: blocks | speed, README: speed, COLAB_PAGE: {"gpu-table": budget.gpu_table()}}
     root = checkout()
     if root is not None:
         pages[COURSE_GUIDE] = guide.guide_blocks(root / "notebooks")
@@ -168,17 +174,47 @@ def with_blocks(text: str, blocks: dict[str, str]) -> str:
     return text
 
 
+def link_rules() -> tuple[tuple[str, str], ...]:
+    """(pattern, replacement) pairs that rewrite every link to the repository from :data:`files.REPOSITORY` and
+    :data:`files.BRANCH`, whatever repository or branch the link named before."""
+    colab = files.colab_url("notebooks/x").removesuffix("notebooks/x")
+    return (
+        (r"https://colab\.research\.google\.com/github/[\w.-]+/[\w.-]+/blob/[\w.-]+/", colab),
+        (r"git\+https://github\.com/[\w.-]+/[\w.-]+?(?:@[\w.-]+)?(?=\\?\")", f"git+{files.REPOSITORY}@{files.BRANCH}"),
+        (r'(?m)^Homepage = "https://github\.com/[^"]*"$', f'Homepage = "{files.REPOSITORY}"'),
+        (r"(?m)^  url: https://github\.com/\S*$", f"  url: {files.REPOSITORY}"),
+        (r"(?m)^  branch: \S+$", f"  branch: {files.BRANCH}"),
+    )
+
+
+def with_repository_links(text: str) -> str:
+    """``text`` with its links to the repository written from :data:`files.REPOSITORY` (see :func:`link_rules`)."""
+    for pattern, replacement in link_rules():
+        text = re.sub(pattern, replacement.replace("\\", "\\\\"), text)  # the replacement is literal text
+    return text
+
+
+def generated_files() -> dict[str, dict[str, str]]:
+    """Every file ``pages`` writes, by repository-relative name, with its generated blocks (links only: none)."""
+    root = checkout()
+    if root is None:
+        raise SystemExit("the book's pages are in a checkout of the repository; run this command from one")
+    linked: dict[str, dict[str, str]] = {path.relative_to(root).as_posix(): {}
+                                         for pattern in LINKED_FILES for path in sorted(root.glob(pattern))}
+    return linked | page_blocks()
+
+
 def run_pages(args: argparse.Namespace) -> int:
-    """Write the generated blocks into the reproducibility page and the README (with ``--check``: only say
-    whether they are current)."""
+    """Write the generated blocks and the repository links into the book's pages, the notebooks, the README and
+    the configuration files (with ``--check``: only say whether they are current)."""
     root = checkout()
     if root is None:
         raise SystemExit("the book's pages are in a checkout of the repository; run this command from one")
     current = True
-    for page, blocks in page_blocks().items():
+    for page, blocks in generated_files().items():
         path = root / page
         text = path.read_text(encoding="utf-8")
-        updated = with_blocks(text, blocks)
+        updated = with_repository_links(with_blocks(text, blocks))
         current = current and updated == text
         if args.check:
             print(f"{page}: {'up to date' if updated == text else 'out of date: run python -m cachesteer_lite pages'}")
@@ -190,7 +226,7 @@ def run_pages(args: argparse.Namespace) -> int:
 
 def register(commands: argparse._SubParsersAction) -> None:
     """Add ``pages`` to the command line."""
-    parser = commands.add_parser("pages", help="write the generated tables of the book's reproducibility page",
+    parser = commands.add_parser("pages", help="write the generated tables and repository links of the book's pages",
                                  description=run_pages.__doc__)
     parser.add_argument("--check", action="store_true", help="exit 1 when the page is out of date; change nothing")
     parser.set_defaults(handler=run_pages)

@@ -8,10 +8,12 @@ The notebooks and the library read files that the project itself produced: the r
 * after a pip install (Colab), a copy downloaded once from :data:`REPOSITORY` at the pinned revision into the user
   cache, its sha256 checked against the manifest shipped inside the package (the pattern of d2l's ``DATA_HUB``).
 
-The repository URL is set here and nowhere else; the revision and the checksums are written by
+The repository's URL and the branch readers install from are set here and nowhere else: the notebooks' install
+cells and Colab badges, the book's buttons (``_config.yml``) and the package's homepage are written from them by
+``python -m cachesteer_lite pages``. The data files' revision and checksums are written by
 ``python -m cachesteer_lite files pin``, which records the current commit of a clean checkout. A fork sets
-:data:`REPOSITORY` to its own URL and pins; ``$CACHESTEER_FILES_URL`` points the downloads at a mirror with the
-repository's layout (the tests serve the checkout on loopback this way).
+:data:`REPOSITORY` to its own URL, runs both commands and commits; ``$CACHESTEER_FILES_URL`` points the downloads
+at a mirror with the repository's layout (the tests serve the checkout on loopback this way).
 """
 
 from __future__ import annotations
@@ -30,10 +32,27 @@ from pathlib import Path, PurePosixPath
 from .core.models import cache_dir
 
 REPOSITORY = "https://github.com/cachesteer-lite/cachesteer-lite"
+BRANCH = "main"  # what readers install and open on Colab; data files are pinned to a commit instead
 FILES_URL_ENV = "CACHESTEER_FILES_URL"
 MANIFEST = Path(__file__).with_name("book_files.json")
 SHIPPED_FOLDER = "data"  # every file under it is one of the book's files
 DOWNLOAD_TIMEOUT_S = 60.0
+
+
+def repository_name() -> str:
+    """``owner/name`` of :data:`REPOSITORY`, as GitHub and Colab address it."""
+    return REPOSITORY.removeprefix("https://github.com/").strip("/")
+
+
+def colab_url(notebook: str) -> str:
+    """Where the repository file ``notebook`` (e.g. ``notebooks/01_kv_cache_internals.ipynb``) opens on Colab."""
+    return f"https://colab.research.google.com/github/{repository_name()}/blob/{BRANCH}/{_relative(notebook)}"
+
+
+def pip_requirement(extras: str = "") -> str:
+    """The pip requirement that installs this package from :data:`REPOSITORY` at :data:`BRANCH`, with ``extras``
+    such as ``"notebooks,teacher"``."""
+    return f"cachesteer-lite{f'[{extras}]' if extras else ''} @ git+{REPOSITORY}@{BRANCH}"
 
 
 class BookFileError(RuntimeError):
@@ -115,8 +134,7 @@ def _verified_download(name: str, expected: str) -> Path:
         return target
     url = f"{files_url()}/{name}"
     try:
-        with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
-            data = response.read()
+        data = fetch(url)
     except (urllib.error.URLError, OSError) as error:
         raise BookFileError(
             f"could not download {name} from {url} ({getattr(error, 'reason', error)}). The book's files come from "
@@ -127,10 +145,21 @@ def _verified_download(name: str, expected: str) -> Path:
     if found != expected:
         raise BookFileError(f"{url} has sha256 {found}, but this version of the package expects {expected}: the "
                             "file changed upstream; install the package version that matches it")
+    return store(target, data)
+
+
+def fetch(url: str, timeout: float = DOWNLOAD_TIMEOUT_S) -> bytes:
+    """The bytes at ``url``; urllib's errors pass through, for the caller to say what the reader can do."""
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return response.read()
+
+
+def store(target: Path, data: bytes) -> Path:
+    """Write ``data`` to ``target`` through a staging file: an interrupted download leaves no file behind."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = target.with_name(target.name + ".part")
+    staging = target.with_name(f"{target.name}.{os.getpid()}.part")  # processes of one run may store the same file
     staging.write_bytes(data)
-    os.replace(staging, target)  # a download interrupted before this leaves no file behind
+    os.replace(staging, target)
     return target
 
 

@@ -6,7 +6,12 @@ embedded models are loaded once per test session (the first load converts the GG
 
 from __future__ import annotations
 
+import functools
 import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -49,3 +54,16 @@ def tiny_model(model_type: str = "llama", **overrides):
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32).eval()
     model.name_or_alias = f"tiny-random-{model_type}"
     return model
+
+
+@contextmanager
+def serving(folder: Path) -> Iterator[str]:
+    """Serve ``folder`` over HTTP on a free loopback port while the block runs; yields the base URL."""
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(folder))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()

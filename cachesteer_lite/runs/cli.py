@@ -4,7 +4,17 @@
     python -m cachesteer_lite evaluate --task arc_challenge --method cache_steering --limit 300
     python -m cachesteer_lite evaluate --task arc_challenge csqa piqa --method baseline cot cache_steering \\
         cache_steering_cot --limit 300 --max-new-tokens 256 --select --select-limit 100
+    python -m cachesteer_lite evaluate --model Qwen/Qwen2-0.5B-Instruct --preset paper --task arc_challenge \
+        --method baseline cache_steering
     python -m cachesteer_lite results
+    torchrun --nproc_per_node 4 -m cachesteer_lite evaluate --task piqa --method baseline --dtype auto
+
+Under ``torchrun`` (or ``accelerate launch``) each process takes its share of the batches, on its own GPU, into
+the same run directory (:mod:`parallel`); ``--device-map auto`` instead spreads one model over the GPUs.
+
+``--preset paper`` runs a model with the paper's best settings for it (``best_args.yaml``): its pairs,
+demonstrations and coefficients, the whole evaluation split, 768 new tokens, and the authors' GPT-4o traces,
+downloaded at run time. Options given explicitly win over the preset.
 """
 
 from __future__ import annotations
@@ -16,16 +26,19 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ..core.caa import MODES as CAA_MODES
 from ..core.checks import finite_number, integer
-from ..core.models import DEFAULT_MODEL, load_model
+from ..core.models import DEFAULT_MODEL, DTYPES, load_model
+from ..tasks.author_traces import AuthorTracesUnavailable, author_traces_file
 from ..tasks.contrastive import SELECTIONS
 from ..tasks.task import TASK_NAMES
 from ..tasks.traces import STYLES
 from .config import EvalConfig
 from .methods import METHODS, Method, get_method
-from .paper import PAPER_MAX_NEW_TOKENS, PAPER_OPTIONS
+from .paper import PAPER_HUB_IDS, PAPER_MAX_NEW_TOKENS, PAPER_OPTIONS, best_settings, paper_model_for
+from .parallel import World, current_world, process_device, process_group
 from .results import collect, comparison_table
 from .runner import check_config, evaluate, run_directory
 from .selection import CAA_GRID_MULTIPLIERS, SELECTION_GRID, apply_point, select_settings
@@ -62,7 +75,12 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", nargs="+", required=True, metavar="METHOD", choices=list(METHODS),
                         help=f"one or more of: {', '.join(METHODS)}")
     parser.add_argument("--model", default=DEFAULT_MODEL, help="embedded model, local folder or hub id")
-    parser.add_argument("--device", default=None, help="default: CUDA when present, else CPU")
+    parser.add_argument("--device", default=None, help="default: CUDA when present (cuda:LOCAL_RANK under "
+                        "torchrun), else CPU")
+    parser.add_argument("--device-map", default=None, help="spread the model over the GPUs, e.g. 'auto' (for a "
+                        "model too big for one); not with --device")
+    parser.add_argument("--dtype", choices=[*DTYPES, "auto"], default="float32", help="weights and activations "
+                        "(default float32, as the paper); auto: bfloat16 or float16 on CUDA, float32 on a CPU")
     parser.add_argument("--threads", type=positive_int, default=None,
                         help="CPU threads for torch (1 is much faster on a CPU shared with other jobs)")
     parser.add_argument("--output-dir", default="data/results", type=Path)
@@ -79,7 +97,7 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     add_progress_argument(parser)
     steering = parser.add_argument_group("cache steering (defaults: the paper's SmolLM2 settings)")
     steering.add_argument("--c-values", type=finite_float)
-    steering.add_argument("--c-keys", type=finite_float, default=0.0)
+    steering.add_argument("--c-keys", type=finite_float, help="default 0 (the preset's value with --preset)")
     steering.add_argument("--n-pairs", type=positive_int)
     steering.add_argument("--n-demonstrations", type=positive_int)
     steering.add_argument("--selection", choices=SELECTIONS, default="nearest")
@@ -107,6 +125,8 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     select.add_argument("--grid-multipliers", type=finite_float, nargs="+", default=list(CAA_GRID_MULTIPLIERS),
                         help="CAA multipliers (default: the paper's search grid)")
     parser.add_argument("--paper-model", default=None, help="paper model to compare with (default: the closest)")
+    parser.add_argument("--preset", choices=("paper",), help="paper: the paper's best settings for the model "
+                        "(or --paper-model) and the authors' GPT-4o traces, downloaded at run time")
 
 
 def _options(args: argparse.Namespace, method: Method) -> dict[str, Any]:
@@ -116,14 +136,37 @@ def _options(args: argparse.Namespace, method: Method) -> dict[str, Any]:
     return {name: value for name, value in given.items() if value is not None and name in method.options}
 
 
+def preset_settings(args: argparse.Namespace, task: str, method: Method) -> dict[str, Any]:
+    """The settings ``--preset paper`` gives a run: the paper model's best settings (``best_args.yaml``) and the
+    authors' traces for the methods that build contrastive pairs; nothing without a preset."""
+    if args.preset is None:
+        return {}
+    paper_model = args.paper_model or paper_model_for(args.model)
+    if paper_model not in PAPER_HUB_IDS:
+        raise ValueError(f"--preset paper needs one of the paper's models ({', '.join(PAPER_HUB_IDS.values())}) "
+                         f"or --paper-model naming whose settings to use; {args.model!r} is none of them")
+    settings: dict[str, Any] = dict(best_settings(paper_model, task, method.name))
+    if "n_pairs" in method.settings:
+        settings["traces"] = str(author_traces_file(task))
+    return settings
+
+
 def _config(args: argparse.Namespace, task: str, method: Method) -> EvalConfig:
+    preset = preset_settings(args, task, method)
+
+    def given(name: str) -> Any:
+        """The command line's value of a setting, else the preset's."""
+        value = getattr(args, name)
+        return value if value is not None else preset.get(name)
+
     return EvalConfig(
         task=task, method=method.name, model=args.model, limit=args.limit, max_new_tokens=args.max_new_tokens,
         batch_size=args.batch_size, force_choice=not args.no_force_choice, do_sample=args.sampling,
         seeds=tuple(args.seeds) if args.seeds else None, temperature=args.temperature, top_p=args.top_p,
         top_k=args.top_k,
-        c_values=args.c_values, c_keys=args.c_keys, n_pairs=args.n_pairs, n_demonstrations=args.n_demonstrations,
-        selection=args.selection, selection_seed=args.selection_seed, traces=args.traces, style=args.style,
+        c_values=given("c_values"), c_keys=given("c_keys") or 0.0, n_pairs=given("n_pairs"),
+        n_demonstrations=given("n_demonstrations"), selection=args.selection, selection_seed=args.selection_seed,
+        traces=given("traces"), style=args.style,
         layers=tuple(args.layers) if args.layers else None, options=_options(args, method),
     )
 
@@ -136,9 +179,30 @@ def run_evaluate(args: argparse.Namespace) -> int:
                    for task, name in product(args.task, args.method)}
     except (TypeError, ValueError) as error:
         args.parser.error(str(error))
+    except AuthorTracesUnavailable as error:
+        raise SystemExit(f"--preset paper: {error}") from error
+    if args.device is not None and args.device_map is not None:
+        args.parser.error("give --device or --device-map, not both")
     if args.threads:
         torch.set_num_threads(args.threads)
-    model, tokenizer = load_model(args.model, device=args.device, progress=not args.no_progress)
+    world = current_world()  # one process, or one of several that torchrun started (runs.parallel)
+    if world.parallel and args.device_map is not None:
+        args.parser.error("--device-map spreads one model over all the GPUs; with several processes each takes "
+                          "its own GPU: use one or the other")
+    device = args.device or (None if args.device_map else process_device(world))
+    model, tokenizer = load_model(args.model, dtype=args.dtype, device=device, device_map=args.device_map,
+                                  progress=not args.no_progress)
+    with process_group(world):
+        collected = _evaluate_all(args, configs, model, tokenizer, world)
+    if world.is_main:
+        print(comparison_table(collected, paper_model=args.paper_model))
+    return 0
+
+
+def _evaluate_all(args: argparse.Namespace, configs: dict[tuple[str, str], EvalConfig], model: PreTrainedModel,
+                  tokenizer: PreTrainedTokenizerBase, world: World) -> list[dict[str, Any]]:
+    """Run every configuration (after its held-out selection when asked), printing each result from the main
+    process, and return the results."""
     memo: dict = {}
     collected = []
     for (task, name), config in configs.items():
@@ -153,16 +217,18 @@ def run_evaluate(args: argparse.Namespace) -> int:
                                      n_demonstrations=args.grid_n_demonstrations, memo=memo,
                                      options={k: v for k, v in grids.items() if k in method.options and v},
                                      progress=not args.no_progress)
-            print(f"{task} {method.name}: selected {chosen['best']} (held-out accuracy {chosen['best_accuracy']:.3f})")
+            if world.is_main:
+                print(f"{task} {method.name}: selected {chosen['best']} "
+                      f"(held-out accuracy {chosen['best_accuracy']:.3f})")
             config = apply_point(config, chosen["best"])
         result = evaluate(model, tokenizer, config, run_dir, memo=memo, progress=not args.no_progress)
         spread = (f"sd {result['accuracy_sd']}" if result["ci95"] is None
                   else f"95% CI [{result['ci95'][0]:.4f}, {result['ci95'][1]:.4f}]")
-        print(f"{task} {method.name}: accuracy {result['accuracy']:.4f} ({spread}), {result['mean_words']:.0f} words, "
-              f"{result['wall_time_s']:.0f} s -> {run_dir / 'results.json'}")
+        if world.is_main:
+            print(f"{task} {method.name}: accuracy {result['accuracy']:.4f} ({spread}), "
+                  f"{result['mean_words']:.0f} words, {result['wall_time_s']:.0f} s -> {run_dir / 'results.json'}")
         collected.append(result)
-    print(comparison_table(collected, paper_model=args.paper_model))
-    return 0
+    return collected
 
 
 def run_results(args: argparse.Namespace) -> int:

@@ -17,17 +17,65 @@ PAPER_SEEDS: tuple[int, ...] = (1234, 1235, 1237, 1240, 1244)  # the paper's fiv
 PAPER_MAX_NEW_TOKENS = 768
 # Sampling settings when the checkpoint's generation config does not sample (the paper's get_gen_kwargs).
 PAPER_SAMPLING: dict[str, float | int] = {"temperature": 0.6, "top_p": 0.9, "top_k": 50}
-# The paper's best settings for SmolLM2-360M-Instruct (best_args.yaml; paper-reference section 3.1), used
-# when a steering run is given none. GSM8K's come from the gsm8k-oai rows.
+# The paper's best cache-steering settings per model and task (jobs/configs/best_args.yaml; paper-reference
+# section 3.1): (demonstrations, pairs, c_keys, c_values) for cache steering alone, and the overrides of the
+# "prefix" variant that cache_steering_cot uses. Every entry of the file extracts from the GPT-4o traces
+# (gsm8k-oai for GSM8K), at max_new_tokens 768.
+BEST_ARGS: dict[tuple[str, str], tuple[tuple[int, int, float, float], dict[str, float | int]]] = {
+    ("SmolLM2-360M-Instruct", "gsm8k"): ((5, 200, 0.0, 1.0), {"n_pairs": 300}),
+    ("Llama-3.2-1B-Instruct", "gsm8k"): ((5, 100, 0.0, 1.0), {"n_pairs": 200}),
+    ("Llama-3.2-3B-Instruct", "gsm8k"): ((5, 100, 0.0, 1.0), {"n_pairs": 200}),
+    ("Qwen2-0.5B-Instruct", "gsm8k"): ((5, 100, 0.0, 3.0), {"n_pairs": 200, "c_values": 1.0}),
+    ("Llama-3.1-8B-Instruct", "gsm8k"): ((5, 100, 0.0, 2.0), {"n_pairs": 200}),
+    ("Phi-4-mini-instruct", "gsm8k"): ((5, 100, 0.0, 1.0), {"n_pairs": 200}),
+    ("Llama-3.2-1B-Instruct", "csqa"): ((5, 100, 0.0, 10.0), {}),
+    ("Llama-3.2-3B-Instruct", "csqa"): ((10, 300, 0.0, 4.0), {"n_pairs": 400, "n_demonstrations": 10, "c_values": 6.0}),
+    ("SmolLM2-360M-Instruct", "csqa"): ((12, 400, 0.0, 6.0), {"n_demonstrations": 10, "n_pairs": 300}),
+    ("Qwen2-0.5B-Instruct", "csqa"): ((10, 200, 0.2, 4.0), {}),
+    ("Llama-3.1-8B-Instruct", "csqa"): ((5, 100, 0.0, 10.0), {}),
+    ("Phi-4-mini-instruct", "csqa"): ((5, 100, 0.0, 10.0), {}),
+    ("Llama-3.2-3B-Instruct", "arc_challenge"): ((10, 400, 0.0, 6.0), {"n_pairs": 200}),
+    ("Llama-3.2-1B-Instruct", "arc_challenge"): ((10, 200, 0.0, 6.0), {"c_values": 8.0}),
+    ("SmolLM2-360M-Instruct", "arc_challenge"): ((10, 300, 0.0, 6.0), {"c_values": 4.0}),
+    ("Qwen2-0.5B-Instruct", "arc_challenge"): ((10, 400, 0.0, 10.0), {"c_values": 8.0, "n_pairs": 200}),
+    ("Llama-3.1-8B-Instruct", "arc_challenge"): ((10, 200, 0.0, 6.0), {"c_values": 8.0}),
+    ("Phi-4-mini-instruct", "arc_challenge"): ((10, 200, 0.0, 6.0), {"c_values": 8.0}),
+    ("Llama-3.2-1B-Instruct", "piqa"): ((10, 200, 0.0, 6.0), {"c_values": 8.0}),
+    ("Llama-3.2-3B-Instruct", "piqa"): ((10, 200, 0.0, 10.0), {"n_pairs": 300, "c_values": 6.0}),
+    ("SmolLM2-360M-Instruct", "piqa"): ((10, 200, 0.0, 6.0), {"c_values": 10.0}),
+    ("Qwen2-0.5B-Instruct", "piqa"): ((10, 200, 0.0, 8.0), {"c_values": 10.0}),
+    ("Llama-3.1-8B-Instruct", "piqa"): ((10, 200, 0.0, 6.0), {"c_values": 8.0}),
+    ("Phi-4-mini-instruct", "piqa"): ((10, 200, 0.0, 6.0), {"c_values": 8.0}),
+}
+# The hub ids of the paper's models (the Llama ones are gated: accept Meta's licence and log in first).
+PAPER_HUB_IDS: dict[str, str] = {
+    "SmolLM2-360M-Instruct": "HuggingFaceTB/SmolLM2-360M-Instruct",
+    "Qwen2-0.5B-Instruct": "Qwen/Qwen2-0.5B-Instruct",
+    "Llama-3.2-1B-Instruct": "meta-llama/Llama-3.2-1B-Instruct",
+    "Llama-3.2-3B-Instruct": "meta-llama/Llama-3.2-3B-Instruct",
+    "Llama-3.1-8B-Instruct": "meta-llama/Llama-3.1-8B-Instruct",
+    "Phi-4-mini-instruct": "microsoft/Phi-4-mini-instruct",
+}
+
+
+def best_settings(paper_model: str, task: str, method: str) -> dict[str, float | int]:
+    """The paper's best cache-steering settings of ``paper_model`` on ``task`` for ``method`` (cache_steering or
+    cache_steering_cot); empty for other methods."""
+    if method not in ("cache_steering", "cache_steering_cot"):
+        return {}
+    if (paper_model, task) not in BEST_ARGS:
+        raise ValueError(f"the paper gives no settings for {paper_model} on {task}; its models: "
+                         f"{', '.join(PAPER_HUB_IDS)}")
+    (n_demonstrations, n_pairs, c_keys, c_values), prefix = BEST_ARGS[(paper_model, task)]
+    settings: dict[str, float | int] = {"n_demonstrations": n_demonstrations, "n_pairs": n_pairs,
+                                        "c_keys": c_keys, "c_values": c_values}
+    return settings | (prefix if method == "cache_steering_cot" else {})
+
+
+# The paper's best settings for SmolLM2-360M-Instruct, used when a steering run is given none.
 PAPER_SETTINGS: dict[tuple[str, str], dict[str, float | int]] = {
-    ("gsm8k", "cache_steering"): {"n_demonstrations": 5, "n_pairs": 200, "c_values": 1.0},
-    ("gsm8k", "cache_steering_cot"): {"n_demonstrations": 5, "n_pairs": 300, "c_values": 1.0},
-    ("arc_challenge", "cache_steering"): {"n_demonstrations": 10, "n_pairs": 300, "c_values": 6.0},
-    ("arc_challenge", "cache_steering_cot"): {"n_demonstrations": 10, "n_pairs": 300, "c_values": 4.0},
-    ("csqa", "cache_steering"): {"n_demonstrations": 12, "n_pairs": 400, "c_values": 6.0},
-    ("csqa", "cache_steering_cot"): {"n_demonstrations": 10, "n_pairs": 300, "c_values": 6.0},
-    ("piqa", "cache_steering"): {"n_demonstrations": 10, "n_pairs": 200, "c_values": 6.0},
-    ("piqa", "cache_steering_cot"): {"n_demonstrations": 10, "n_pairs": 200, "c_values": 10.0},
+    **{(task, method): {k: v for k, v in best_settings("SmolLM2-360M-Instruct", task, method).items() if k != "c_keys"}
+       for task in ("gsm8k", "arc_challenge", "csqa", "piqa") for method in ("cache_steering", "cache_steering_cot")},
     # Activation steering (paper-reference section 4.1): 5 demonstrations and 200 pairs for every task.
     **{(task, "caa"): {"n_demonstrations": 5, "n_pairs": 200} for task in ("gsm8k", "arc_challenge", "csqa", "piqa")},
 }

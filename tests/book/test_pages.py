@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 
 import pytest
 
-from cachesteer_lite import book
+from cachesteer_lite import book, files
 from cachesteer_lite.__main__ import main
 from cachesteer_lite.core.deviations import markdown_table
 
@@ -36,12 +37,39 @@ def test_every_deviation_says_what_the_paper_did_what_we_do_and_why() -> None:
 
 def test_pages_are_generated_from_the_code_and_the_stored_results(capsys: pytest.CaptureFixture) -> None:
     blocks = book.page_blocks()
-    assert set(blocks) == {book.PAGE, book.README, book.COURSE_GUIDE}
+    assert set(blocks) == {book.PAGE, book.README, book.COURSE_GUIDE, book.COLAB_PAGE}
     for page, page_blocks in blocks.items():
         text = (REPO / page).read_text(encoding="utf-8")
         assert book.with_blocks(text, page_blocks) == text, f"{page}: run python -m cachesteer_lite pages"
     assert main(["pages", "--check"]) == 0
-    assert capsys.readouterr().out.count("up to date") == 3
+    assert capsys.readouterr().out.count("up to date") == len(book.generated_files())
+
+
+def test_the_repository_url_is_set_in_one_place(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only files.py names the repository; every other file that links to it is written by ``pages`` (or made
+    from the notebooks: the course editions), so a fork changes one line and regenerates."""
+    url = files.REPOSITORY.removeprefix("https://")
+    tracked = subprocess.run(["git", "grep", "-l", "-F", url], cwd=REPO, capture_output=True, text=True).stdout.split()
+    generated = set(book.generated_files()) | {"cachesteer_lite/files.py"}
+    made_from_notebooks = {path for path in tracked if path.startswith("course/")}
+    assert set(tracked) - made_from_notebooks <= generated, "a file names the repository but is not generated"
+    assert "cachesteer_lite/files.py" in tracked and "_config.yml" in tracked and "README.md" in tracked
+
+
+def test_a_fork_changes_one_line_and_every_link_follows(monkeypatch: pytest.MonkeyPatch) -> None:
+    pages = {name: (REPO / name).read_text(encoding="utf-8") for name in book.generated_files()}
+    monkeypatch.setattr(files, "REPOSITORY", "https://github.com/a-teacher/kv-course")
+    monkeypatch.setattr(files, "BRANCH", "spring-2027")
+    forked = {name: book.with_repository_links(text) for name, text in pages.items()}
+    everything = "\n".join(forked.values())
+    assert "cachesteer-lite/cachesteer-lite" not in everything
+    assert "colab.research.google.com/github/a-teacher/kv-course/blob/spring-2027/notebooks/01_" in everything
+    assert "git+https://github.com/a-teacher/kv-course@spring-2027" in forked["notebooks/01_kv_cache_internals.ipynb"]
+    assert "  url: https://github.com/a-teacher/kv-course\n  path_to_book" in forked["_config.yml"]
+    assert "  branch: spring-2027" in forked["_config.yml"]
+    assert 'Homepage = "https://github.com/a-teacher/kv-course"' in forked["pyproject.toml"]
+    monkeypatch.undo()
+    assert {name: book.with_repository_links(text) for name, text in forked.items()} == pages  # and back
 
 
 def test_speed_table_shows_the_stored_benchmark_ratios() -> None:
