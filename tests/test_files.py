@@ -9,9 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import subprocess
-import threading
 from collections.abc import Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -19,7 +17,7 @@ import pytest
 from cachesteer_lite import files
 from cachesteer_lite.tasks.contrastive import default_traces_path
 
-from conftest import REPO
+from conftest import REPO, serving
 
 
 @pytest.fixture()
@@ -29,18 +27,13 @@ def installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
     (served / "data" / "traces").mkdir(parents=True)
     for name in ("data/paper_results.json", "data/traces/piqa.jsonl"):
         (served / name).write_bytes((REPO / name).read_bytes())
-    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(served))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     monkeypatch.setattr(files, "checkout", lambda: None)
     monkeypatch.setenv("CACHESTEER_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv(files.FILES_URL_ENV, f"http://127.0.0.1:{server.server_port}")
     files._verified_download.cache_clear()
-    yield served
+    with serving(served) as url:
+        monkeypatch.setenv(files.FILES_URL_ENV, url)
+        yield served
     files._verified_download.cache_clear()
-    server.shutdown()
-    server.server_close()
 
 
 def test_a_checkout_reads_its_own_files() -> None:
