@@ -15,7 +15,7 @@ BOOK_ENV := CACHESTEER_MODEL=$${CACHESTEER_MODEL:-smollm2-135m-instruct} \
 # with the 135M model over 20 times slower than one thread; set it explicitly to use more threads.
 
 .PHONY: setup test tests-and-course suite test-fast check book check-site benchmark pages course course-check slides \
-	wheel-check tiny-check clean
+	wheel-check tiny-check tiny-check-all clean
 
 setup:
 	bash scripts/setup.sh
@@ -75,6 +75,23 @@ course-check: setup
 # files downloaded from the repository served on loopback, all eight notebooks in `smoke` size from an empty folder.
 wheel-check: setup
 	bash scripts/wheel_check.sh
+
+# Any decoder model: tiny random models of four architectures (scripts/tiny_models.py: Qwen2, Llama-3 with a dated
+# template, Phi-3, Gemma-3 with sliding windows) through the notebooks in `smoke` size. Each notebook runs with two
+# architectures and each architecture through four notebooks (16 runs); all four through all eight would add about
+# 8 minutes to CI: `make tiny-check-all` runs them.
+TINY_MODELS := $(abspath _build/tiny_models)
+RUN_TINY = $(BOOK_ENV) $(VENV)/python scripts/run_notebooks.py --model $(TINY_MODELS)
+tiny-check: setup
+	$(VENV)/python scripts/tiny_models.py $(TINY_MODELS)
+	$(RUN_TINY)/qwen2 notebooks/0[1357]_*.ipynb
+	$(RUN_TINY)/gemma3 notebooks/0[2468]_*.ipynb
+	$(RUN_TINY)/llama3 notebooks/0[1256]_*.ipynb
+	$(RUN_TINY)/phi3 notebooks/0[3478]_*.ipynb
+
+tiny-check-all: setup
+	$(VENV)/python scripts/tiny_models.py $(TINY_MODELS)
+	for arch in qwen2 llama3 phi3 gemma3; do $(RUN_TINY)/$$arch notebooks/[0-9][0-9]_*.ipynb || exit 1; done
 
 # A reveal.js slide deck per notebook, from its committed outputs, in _build/slides (`make book` builds them too).
 slides: setup

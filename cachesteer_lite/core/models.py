@@ -87,7 +87,8 @@ def resolve_dtype(dtype: torch.dtype | str, device: str | torch.device | None = 
     if dtype == "auto":
         if torch.device(device or default_device()).type != "cuda":
             return torch.float32
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        # A T4 (compute capability 7.5) only emulates bfloat16, slowly: it gets float16.
+        return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
     if dtype not in DTYPES:
         raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join([*DTYPES, 'auto'])} or a torch.dtype")
     return DTYPES[dtype]

@@ -8,6 +8,7 @@ demonstrations are answered: reasoning + "The answer is X." versus " The answer 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import NamedTuple
 
 import torch
@@ -16,6 +17,15 @@ from transformers import BatchEncoding, PreTrainedModel, PreTrainedTokenizerBase
 from .deviations import Deviation
 
 COT_PREFIX = "Let's think step by step."
+# The date that chat templates which write "today's date" (Llama-3.x) see: the stock Llama-3 template's own fallback.
+TEMPLATE_DATE = datetime(2024, 7, 26)
+# A template-level `strftime_now` that formats that date (a Friday), shadowing the renderer's clock: a function
+# cannot be passed to a template instead, transformers replaces callables by placeholders.
+_FIXED_STRFTIME = (
+    "{% macro strftime_now(format) %}{{ format | replace('%-d', '26') | replace('%d', '26') | replace('%-m', '7') "
+    "| replace('%m', '07') | replace('%Y', '2024') | replace('%y', '24') | replace('%B', 'July') "
+    "| replace('%b', 'Jul') | replace('%A', 'Friday') | replace('%a', 'Fri') }}{% endmacro %}"
+)
 
 DEVIATIONS: tuple[Deviation, ...] = (
     Deviation(
@@ -23,6 +33,13 @@ DEVIATIONS: tuple[Deviation, ...] = (
         "tokenising the templated text added a second BOS for models whose template already writes one (Llama-3)",
         "exactly one BOS per prompt (`encode`)",
         "the paper's extraction prompts and evaluation prompts differ for those models; ours do not",
+    ),
+    Deviation(
+        "Today's date in Llama-3 prompts",
+        "Llama-3.2: a replacement template without the \"Today Date\" line; Llama-3.1: the stock template, "
+        "\"26 Jul 2024\"",
+        "every template renders with the fixed date 26 Jul 2024 (`render_dialogue`), stock templates unchanged",
+        "Llama-3.2 prompts carry one system-header line the paper's did not; none of our prompts depends on the day",
     ),
 )
 
@@ -48,9 +65,19 @@ def render_dialogue(
     template (Gemma-3-270M) get a plain "Question:/Answer:" transcript. With ``cot_prefix`` the text
     "Let's think step by step." follows the generation prompt directly, with no separator (the paper's
     CoT-prompting baseline).
+
+    Templates that write today's date (Llama-3.x: "Today Date: ..." in the system header, through ``date_string``
+    or ``strftime_now``) see the fixed date 26 Jul 2024, so a prompt, and every result that depends on it, is the
+    same on any day. That date is the stock template's own fallback and what the paper's Llama-3.1 prompts carry;
+    the paper instead removed the line from Llama-3.2's template, but cutting a line out of a template's text would
+    need one rule per template, while a fixed date works for any template that reads the date.
     """
     if tokenizer.chat_template is not None:
-        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        template = tokenizer.get_chat_template()
+        if "strftime_now" in template:
+            template = _FIXED_STRFTIME + template
+        text = tokenizer.apply_chat_template(messages, chat_template=template, tokenize=False,
+                                             add_generation_prompt=True, date_string=TEMPLATE_DATE.strftime("%d %b %Y"))
     else:
         blocks = []
         for message in messages:

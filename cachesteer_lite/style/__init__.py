@@ -11,6 +11,7 @@ from .classifier import (
     confusion,
     held_out_evaluation,
     shipped_style_traces,
+    style_features,
     style_traces_path,
 )
 from .rules import RULES, rule_labels, rule_style
@@ -28,5 +29,6 @@ __all__ = [
     "rule_style",
     "run_style_transfer",
     "shipped_style_traces",
+    "style_features",
     "style_traces_path",
 ]

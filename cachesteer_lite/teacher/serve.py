@@ -19,7 +19,7 @@ import urllib.request
 from pathlib import Path
 from types import TracebackType
 
-from ..core.models import DEFAULT_MODEL, resolve_model_path
+from ..core.models import DEFAULT_MODEL, resolve_dtype, resolve_model_path
 
 START_TIMEOUT_S = 180.0
 
@@ -41,13 +41,15 @@ class LocalServer:
     Use it as a context manager, or call :meth:`start` and :meth:`stop`. ``base_url`` is what the ``openai``
     client needs (any API key works) and ``model`` is the name to request. Each start writes a new log file in
     ``log_dir``. ``threads`` sets the server's CPU threads: on a small shared machine, torch's default of one
-    per core oversubscribes and runs several times slower.
+    per core oversubscribes and runs several times slower. ``dtype`` is the weights' precision ("float32",
+    "bfloat16", ...; "auto": as :func:`~cachesteer_lite.core.models.resolve_dtype` picks it for ``device``).
     """
 
-    def __init__(self, model: str = DEFAULT_MODEL, *, device: str = "cpu", threads: int = 1,
+    def __init__(self, model: str = DEFAULT_MODEL, *, device: str = "cpu", threads: int = 1, dtype: str = "auto",
                  log_dir: str | Path | None = None) -> None:
         self.model = resolve_model_path(model)
         self.device = device
+        self.dtype = dtype
         self.threads = threads
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
@@ -65,8 +67,9 @@ class LocalServer:
         self.log = self.log_dir / f"serve-{len(list(self.log_dir.glob('serve-*.log')))}.log"
         env = {**os.environ, "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"),
                "OMP_NUM_THREADS": str(self.threads), "PYTHONUNBUFFERED": "1"}
+        dtype_name = str(resolve_dtype(self.dtype, self.device)).removeprefix("torch.")
         command = [sys.executable, "-m", "transformers.cli.transformers", "serve", self.model, "--host", "127.0.0.1",
-                   "--port", str(self.port), "--device", self.device, "--log-level", "info"]
+                   "--port", str(self.port), "--device", self.device, "--dtype", dtype_name, "--log-level", "info"]
         with self.log.open("w") as log:
             # Its own process group, so that stop() also ends any worker it spawns.
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,

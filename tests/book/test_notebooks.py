@@ -113,6 +113,8 @@ def test_parameters_come_from_the_environment(notebook):
     assert 'os.environ.get("CACHESTEER_MODEL", "smollm2-135m-instruct")' in code, path.name
     assert re.search(r'os\.environ\.get\("CACHESTEER_RUN_SIZE", "full" if torch\.cuda\.is_available\(\) else "quick"\)',
                      code), path.name
+    assert 'DTYPE = os.environ.get("CACHESTEER_DTYPE", "auto")' in code, path.name
+    assert "cs.load_model(MODEL)" not in code, f"{path.name}: load the model with dtype=DTYPE"
 
 
 def test_ends_with_provenance(notebook):

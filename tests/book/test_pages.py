@@ -48,8 +48,8 @@ def test_pages_are_generated_from_the_code_and_the_stored_results(capsys: pytest
 def test_the_repository_url_is_set_in_one_place(monkeypatch: pytest.MonkeyPatch) -> None:
     """Only files.py names the repository; every other file that links to it is written by ``pages`` (or made
     from the notebooks: the course editions), so a fork changes one line and regenerates."""
-    url = files.REPOSITORY.removeprefix("https://")
-    tracked = subprocess.run(["git", "grep", "-l", "-F", url], cwd=REPO, capture_output=True, text=True).stdout.split()
+    name = files.repository_name()  # in every URL form: github.com/NAME, colab.../github/NAME, git+https://...
+    tracked = subprocess.run(["git", "grep", "-l", "-F", name], cwd=REPO, capture_output=True, text=True).stdout.split()
     generated = set(book.generated_files()) | {"cachesteer_lite/files.py"}
     made_from_notebooks = {path for path in tracked if path.startswith("course/")}
     assert set(tracked) - made_from_notebooks <= generated, "a file names the repository but is not generated"
@@ -58,11 +58,12 @@ def test_the_repository_url_is_set_in_one_place(monkeypatch: pytest.MonkeyPatch)
 
 def test_a_fork_changes_one_line_and_every_link_follows(monkeypatch: pytest.MonkeyPatch) -> None:
     pages = {name: (REPO / name).read_text(encoding="utf-8") for name in book.generated_files()}
+    original = files.repository_name()
     monkeypatch.setattr(files, "REPOSITORY", "https://github.com/a-teacher/kv-course")
     monkeypatch.setattr(files, "BRANCH", "spring-2027")
     forked = {name: book.with_repository_links(text) for name, text in pages.items()}
     everything = "\n".join(forked.values())
-    assert "cachesteer-lite/cachesteer-lite" not in everything
+    assert original not in everything
     assert "colab.research.google.com/github/a-teacher/kv-course/blob/spring-2027/notebooks/01_" in everything
     assert "git+https://github.com/a-teacher/kv-course@spring-2027" in forked["notebooks/01_kv_cache_internals.ipynb"]
     assert "  url: https://github.com/a-teacher/kv-course\n  path_to_book" in forked["_config.yml"]
