@@ -1,6 +1,7 @@
 # The two commands of the README: `make book` (execute the notebooks on the embedded model, build the HTML)
-# and `make test` (the type checker and linter; the test suite and the course editions' check beside the strict
-# book build; then a check of the built site in a browser).
+# and `make test` (the type checker and linter; then two lanes side by side: the test suite, the course editions'
+# check and the notebooks from a fresh wheel install, beside the strict book build and the notebooks with tiny
+# models of four architectures; then a check of the built site in a browser).
 # All targets set up .venv first.
 SHELL := /bin/bash
 VENV := .venv/bin
@@ -14,7 +15,7 @@ BOOK_ENV := CACHESTEER_MODEL=$${CACHESTEER_MODEL:-smollm2-135m-instruct} \
 # OMP_NUM_THREADS=1: on a CPU shared with other jobs, torch's default (one thread per core) made generation
 # with the 135M model over 20 times slower than one thread; set it explicitly to use more threads.
 
-.PHONY: setup test tests-and-course suite test-fast check book check-site benchmark pages course course-check slides \
+.PHONY: setup test tests-and-course book-and-models suite test-fast check book check-site benchmark pages course course-check slides \
 	wheel-check tiny-check tiny-check-all clean
 
 setup:
@@ -24,13 +25,19 @@ setup:
 # fresh 2-core machine the whole target took 46 min, against about 64 min with the two one after the other.
 test: setup
 	$(MAKE) --no-print-directory check
-	$(MAKE) --no-print-directory -j2 --output-sync=target tests-and-course book
+	$(MAKE) --no-print-directory -j2 --output-sync=target tests-and-course book-and-models
 	$(MAKE) --no-print-directory check-site
 
-# One lane of `make test`: the suite, then the course editions (the book build is the other lane).
+# One lane of `make test`: the suite, the course editions, the notebooks from a pip install.
 tests-and-course: setup
 	$(MAKE) --no-print-directory suite
 	$(MAKE) --no-print-directory course-check
+	$(MAKE) --no-print-directory wheel-check
+
+# The other lane: the strict book build, then the notebooks with tiny models of four architectures.
+book-and-models: setup
+	$(MAKE) --no-print-directory book
+	$(MAKE) --no-print-directory tiny-check
 
 # The whole test suite on the real embedded models.
 suite: setup
