@@ -18,7 +18,7 @@ import re
 import textwrap
 from typing import Any
 
-from . import augmentation, files
+from . import augmentation, files, findings
 from .core import prompts, steering
 from .core.deviations import Deviation, markdown_table
 from .course import guide
@@ -31,6 +31,7 @@ STORED_MODEL = "smollm2-135m-instruct"  # the model of the book's stored runs
 PAGE = "book/reproducibility.md"
 COURSE_GUIDE = "book/course_guide.md"
 COLAB_PAGE = "book/colab.md"
+LANDING_PAGE = "book/intro.md"
 README = "README.md"
 # Files that link to the repository; `pages` writes those links from files.REPOSITORY and files.BRANCH.
 LINKED_FILES = (README, "pyproject.toml", "_config.yml", "notebooks/[0-9][0-9]_*.ipynb")
@@ -156,7 +157,8 @@ def page_blocks() -> dict[str, dict[str, str]]:
     speed = {"speed-table": speed_table(report)}
     blocks = {"results-table": comparison_table(collect(model=STORED_MODEL))}
     blocks.update({name: markdown_table(rows) for name, rows in DEVIATION_GROUPS.items()})
-    pages = {PAGE: blocks | speed, README: speed, COLAB_PAGE: {"gpu-table": budget.gpu_table()}}
+    pages = {PAGE: blocks | speed, README: speed, COLAB_PAGE: {"gpu-table": budget.gpu_table()},
+             LANDING_PAGE: {"findings": findings.findings_table()}}
     root = checkout()
     if root is not None:
         pages[COURSE_GUIDE] = guide.guide_blocks(root / "notebooks")

@@ -7,10 +7,16 @@ CI uses it for the environments the book build does not cover, at the ``smoke`` 
   the package downloads its data files from);
 * tiny random models of four architectures (``--model FOLDER``, folders written by ``scripts/tiny_models.py``).
 
-A notebook fails on any cell error, and with ``--expect-stored`` also when a stored-results section says it found
-no stored results. The notebooks themselves are never changed.
+and for the book itself:
 
-    python scripts/run_notebooks.py [--model M] [--size smoke] [--serve ROOT] [--expect-stored] NOTEBOOK ...
+* ``--size quick``: CI's check that every notebook executes on a CPU (the published pages show stored outputs);
+* ``--size book --write-back``: the run whose outputs the book publishes (``make book-outputs``), written back
+  into the notebooks; nothing is written for a notebook that fails.
+
+A notebook fails on any cell error, and with ``--expect-stored`` also when a stored-results section says it found
+no stored results. Without ``--write-back`` the notebooks themselves are never changed.
+
+    python scripts/run_notebooks.py [--model M] [--size smoke] [--serve ROOT] [--expect-stored] [--write-back] NB ...
 """
 
 from __future__ import annotations
@@ -68,8 +74,10 @@ def printed_text(nb: nbformat.NotebookNode) -> str:
     return "\n".join(parts)
 
 
-def run(path: Path, timeout: int, expect_stored: bool) -> tuple[float, str]:
-    """Execute one notebook in an empty folder; return its wall time and a problem ("" when there is none)."""
+def run(path: Path, timeout: int, expect_stored: bool, write_back: bool) -> tuple[float, str]:
+    """Execute one notebook in an empty folder; return its wall time and a problem ("" when there is none).
+
+    With ``write_back`` a notebook that ran without a problem is saved over ``path`` with its new outputs."""
     nb = nbformat.read(path, as_version=4)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as scratch:
@@ -79,6 +87,8 @@ def run(path: Path, timeout: int, expect_stored: bool) -> tuple[float, str]:
         except Exception as error:  # a cell error: report it and go on with the next notebook
             return time.perf_counter() - started, f"{type(error).__name__}: {str(error)[-1500:]}"
     missing = NO_STORED_RESULTS.findall(printed_text(nb)) if expect_stored else []
+    if write_back and not missing:
+        nbformat.write(nb, path)
     return time.perf_counter() - started, f"found no stored results: {missing}" if missing else ""
 
 
@@ -86,9 +96,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("notebooks", nargs="+", type=Path)
     parser.add_argument("--model", help="CACHESTEER_MODEL for the kernels (default: the notebooks' own)")
-    parser.add_argument("--size", default="smoke", choices=("smoke", "quick", "full"))
+    parser.add_argument("--size", default="smoke", choices=("smoke", "quick", "book", "full"))
     parser.add_argument("--serve", type=Path, help="serve this folder on loopback as $CACHESTEER_FILES_URL")
     parser.add_argument("--expect-stored", action="store_true", help="fail when a notebook finds no stored results")
+    parser.add_argument("--write-back", action="store_true", help="save each executed notebook over its file")
     parser.add_argument("--timeout", type=int, default=900, help="seconds a cell may take")
     args = parser.parse_args()
     # The kernels inherit this environment; `python` on the PATH is this interpreter (the kernel spec calls it).
@@ -101,7 +112,7 @@ def main() -> int:
             os.environ["CACHESTEER_FILES_URL"] = url
         results = []
         for path in args.notebooks:
-            seconds, problem = run(path, args.timeout, args.expect_stored)
+            seconds, problem = run(path, args.timeout, args.expect_stored, args.write_back)
             results.append((path, seconds, problem))
             print(f"{path.name} ({args.model or 'default model'}, {args.size}): {seconds:.0f} s"
                   + (f"  <-- FAILED: {problem}" if problem else ""), flush=True)

@@ -84,7 +84,9 @@ def exercise_table(facts: list[NotebookFacts]) -> str:
 def plan_table(facts: list[NotebookFacts]) -> str:
     """The two-, three- and four-session plans with the stored runs' time of each session's notebooks."""
     by_number = {fact.number: fact for fact in facts}
-    rows = ["| unit | session | notebooks | exercises | running them (`quick`, CPU) |", "|---|---|---|---|---|"]
+    sizes = ", ".join(sorted({f"`{fact.run_size}`, {fact.device}" for fact in facts}))
+    rows = [f"| unit | session | notebooks | exercises | running them (stored runs: {sizes}) |",
+            "|---|---|---|---|---|"]
     for n_sessions, sessions in SESSION_PLANS.items():
         for index, numbers in enumerate(sessions, start=1):
             chosen = [by_number[number] for number in numbers]

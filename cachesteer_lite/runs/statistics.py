@@ -5,11 +5,13 @@
   methods overlap easily at n = 300; the paired view asks the sharper question of whether the items one method
   fixed outnumber those it broke by more than chance would.
 * :func:`bootstrap_mean`: a mean difference with a 95% bootstrap interval over paired samples.
+* :func:`paired_sample_size`: how many items a paired test needs to detect a given accuracy difference (power).
 """
 
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -61,3 +63,18 @@ def bootstrap_mean(differences: Sequence[float], n_boot: int = 2000, seed: int =
     means = values[draws].mean(1)
     low, high = torch.quantile(means, torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
     return {"mean": values.mean().item(), "ci95": [low, high], "share_better": (values < 0).double().mean().item()}
+
+
+def paired_sample_size(discordant_share: float, difference: float, power: float = 0.8, alpha: float = 0.05) -> int:
+    """How many items a two-sided McNemar test at level ``alpha`` needs to detect an accuracy ``difference`` with
+    probability ``power``, when a share ``discordant_share`` of the items is right under exactly one method.
+
+    Connor's normal approximation (Biometrics 43, 1987): n = (z_a sqrt(psi) + z_b sqrt(psi - d^2))^2 / d^2. Only the
+    discordant items carry information, so a method that changes many answers in both directions needs many more
+    items to show the same net gain than one that only fixes answers."""
+    if not 0 < abs(difference) <= discordant_share <= 1:
+        raise ValueError(f"need 0 < |difference| <= discordant share <= 1, not {difference} and {discordant_share}")
+    z_alpha = statistics.NormalDist().inv_cdf(1 - alpha / 2)
+    z_power = statistics.NormalDist().inv_cdf(power)
+    root = z_alpha * math.sqrt(discordant_share) + z_power * math.sqrt(discordant_share - difference**2)
+    return math.ceil(root**2 / difference**2)

@@ -37,7 +37,7 @@ def test_every_deviation_says_what_the_paper_did_what_we_do_and_why() -> None:
 
 def test_pages_are_generated_from_the_code_and_the_stored_results(capsys: pytest.CaptureFixture) -> None:
     blocks = book.page_blocks()
-    assert set(blocks) == {book.PAGE, book.README, book.COURSE_GUIDE, book.COLAB_PAGE}
+    assert set(blocks) == {book.PAGE, book.README, book.COURSE_GUIDE, book.COLAB_PAGE, book.LANDING_PAGE}
     for page, page_blocks in blocks.items():
         text = (REPO / page).read_text(encoding="utf-8")
         assert book.with_blocks(text, page_blocks) == text, f"{page}: run python -m cachesteer_lite pages"

@@ -1,0 +1,233 @@
+"""The book's verdicts on the paper's claims, computed from the stored runs: the findings box that opens the book
+(``book/intro.md``) and closes notebook 5.
+
+Each claim of Belitsky et al. (longer reasoning, accuracy, CoT plus steering, stability against CAA, latency,
+style transfer) and of Liu et al. (cache augmentation) gets the paper's number, ours, a verdict and what it would
+take to settle it. The verdicts follow fixed rules over the numbers (a paired difference counts only at
+p < 0.05), so they change when the stored runs do; the power calculation says how many questions a paired test
+would need to see the paper's SmolLM2 gains, at our runs' rate of changed answers.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from .runs.paper import load_paper_results, paper_entry
+from .runs.results import StoredRun, collect_grids, degenerate, load_run, stored_results_dir
+from .runs.statistics import paired_comparison, paired_sample_size
+
+STORED_MODEL = "smollm2-135m-instruct"  # the model of the book's stored runs
+PAPER_MODEL = "SmolLM2-360M-Instruct"   # the paper's nearest model
+CHOICE_TASKS = ("arc_challenge", "csqa", "piqa")  # where the paper has SmolLM2 numbers
+SIGNIFICANT = 0.05
+LATENCY_BENCHMARK = "benchmarks/latency_cpu.json"
+STYLE_SUMMARY = f"{STORED_MODEL}/style_transfer/summary.json"
+AUGMENTATION_SCORES = f"{STORED_MODEL}/cache_augmentation/perplexity.json"
+
+
+class Finding(NamedTuple):
+    """One row of the findings box."""
+
+    claim: str
+    paper: str
+    ours: str
+    verdict: str
+    to_settle: str
+
+
+def stored(task: str, method: str) -> StoredRun:
+    """A stored 300-question run of the embedded model (it must exist: the book ships them)."""
+    return load_run(run_folder(task, method))
+
+
+def run_folder(task: str, method: str) -> Path:
+    """Where the stored run of ``method`` on ``task`` lies."""
+    return stored_results_dir() / STORED_MODEL / task / method
+
+
+def loop_share(task: str, method: str) -> float:
+    """The share (%) of a stored run's answers that loop (:func:`runs.results.degenerate`)."""
+    return 100 * degenerate(stored(task, method).result, run_folder(task, method))
+
+
+def paper_accuracy(task: str, method: str) -> float | None:
+    """The paper's SmolLM2-360M greedy accuracy (%) for ``method`` on ``task``, None where it has none."""
+    entry = paper_entry(task, method, PAPER_MODEL)
+    return None if entry is None else entry.get("accuracy")
+
+
+def paper_gain(task: str, method: str, counterpart: str) -> float | None:
+    """The paper's SmolLM2-360M difference in points, ``method`` minus ``counterpart``, None where it lacks one."""
+    ours, theirs = paper_accuracy(task, method), paper_accuracy(task, counterpart)
+    return None if ours is None or theirs is None else ours - theirs
+
+
+def paired(task: str, method: str, counterpart: str) -> dict[str, Any]:
+    """``method`` against ``counterpart`` on the same stored items, with the difference in points."""
+    comparison = paired_comparison(stored(task, method).records, stored(task, counterpart).records)
+    comparison["difference"] = 100 * (comparison["only_first"] - comparison["only_second"]) / comparison["n"]
+    return comparison
+
+
+def accuracy_verdict(comparisons: dict[str, dict[str, Any]]) -> str:
+    """'confirmed', 'contradicted' or 'not confirmed', by the paired tests at p < 0.05 on each task."""
+    better = [task for task, c in comparisons.items() if c["p_value"] < SIGNIFICANT and c["difference"] > 0]
+    worse = [task for task, c in comparisons.items() if c["p_value"] < SIGNIFICANT and c["difference"] < 0]
+    if worse:
+        return f"**Contradicted** on {', '.join(worse)}" + (f", confirmed on {', '.join(better)}" if better else "")
+    if better:
+        return f"**Confirmed** on {', '.join(better)}"
+    smallest = min(c["p_value"] for c in comparisons.values())
+    return f"**Not confirmed**: no task differs beyond chance (smallest p = {smallest:.2f})"
+
+
+def questions_needed(comparisons: dict[str, dict[str, Any]], method: str, counterpart: str) -> str:
+    """For each task: the questions a paired test needs to see the paper's gain at 80% power, given our share
+    of items that only one of the two methods got right, against the size of the whole split."""
+    parts = []
+    for task, comparison in comparisons.items():
+        points = paper_gain(task, method, counterpart)
+        if points is None:
+            continue
+        gain = points / 100
+        discordant = (comparison["only_first"] + comparison["only_second"]) / comparison["n"]
+        split = load_paper_results()["n"][task]
+        if gain == 0 or abs(gain) > discordant:
+            parts.append(f"{task}: the paper's difference is {100 * gain:+.2f} points, not testable")
+            continue
+        needed = paired_sample_size(discordant, gain)
+        size = (f"{needed:,} questions ({needed / split:.1f}x the split of {split:,})" if needed <= 10 * split
+                else f"over 10 times the split of {split:,}: out of reach")
+        parts.append(f"{task} {100 * gain:+.2f} points: {size}")
+    return "; ".join(parts)
+
+
+def comparison_row(claim: str, method: str, counterpart: str) -> Finding:
+    """A claim that ``method`` is more accurate than ``counterpart``: the paper's gains, our paired tests."""
+    comparisons = {task: paired(task, method, counterpart) for task in CHOICE_TASKS}
+    gains = {task: paper_gain(task, method, counterpart) for task in CHOICE_TASKS}
+    paper = ", ".join(f"{task} {gain:+.2f}" for task, gain in gains.items() if gain is not None)
+    ours = ", ".join(f"{task} {c['difference']:+.1f} ({c['only_first']} vs {c['only_second']} items, "
+                     f"p = {c['p_value']:.2f})" for task, c in comparisons.items())
+    to_settle = (f"At 80% power and our rate of changed answers: {questions_needed(comparisons, method, counterpart)}. "
+                 "Then the paper's own model, its 768 tokens and whole splits, on a GPU (the Colab page).")
+    return Finding(claim, f"points, SmolLM2-360M: {paper}", f"points, 300 questions: {ours}",
+                   accuracy_verdict(comparisons), to_settle)
+
+
+def length_row() -> Finding:
+    """Longer answers under cache steering, and how many of them loop."""
+    parts, longer, looping = [], 0, 0
+    for task in CHOICE_TASKS + ("gsm8k",):
+        steered, baseline = stored(task, "cache_steering").result, stored(task, "baseline").result
+        ratio = steered["mean_words"] / baseline["mean_words"]
+        longer += ratio >= 1.5
+        looping += ratio >= 1.5 and loop_share(task, "cache_steering") >= 2 * loop_share(task, "baseline")
+        parts.append(f"{task} x{ratio:.1f} ({loop_share(task, 'cache_steering'):.0f}% loop, unsteered "
+                     f"{loop_share(task, 'baseline'):.0f}%)")
+    paper = ", ".join(f"{task} x{entry['mean_words'] / base['mean_words']:.0f}" for task in CHOICE_TASKS
+                      if (entry := paper_entry(task, "cache_steering", PAPER_MODEL)) and entry.get("mean_words")
+                      and (base := paper_entry(task, "baseline", PAPER_MODEL)) and base.get("mean_words"))
+    verdict = (f"**Holds in length** (1.5 times or more on {longer} of 4 tasks), but on {looping} of them at least "
+               "twice as many answers loop" if longer >= 2
+               else f"**Not confirmed**: answers 1.5 times longer on {longer} of 4 tasks")
+    return Finding("Cache steering makes answers longer (more reasoning)", f"words, steered / unsteered: {paper}",
+                   f"words, steered / unsteered: {'; '.join(parts)}", verdict,
+                   "Answers cut at 256 tokens here: the paper's 768 tokens, and a measure of reasoning beyond length.")
+
+
+def stability_row() -> Finding:
+    """Cache steering against CAA at the strongest setting of each held-out grid: how many answers loop."""
+    strongest: dict[tuple[str, str], dict[str, Any]] = {}  # (task, method) -> its grid's largest coefficient
+    for point in collect_grids(model=STORED_MODEL):
+        key = (point["task"], point["method"])
+        if key not in strongest or point["coefficient"] > strongest[key]["coefficient"]:
+            strongest[key] = point
+    by_method: dict[str, list[float]] = {}
+    for (_, method), point in strongest.items():
+        by_method.setdefault(method, []).append(100 * point["degenerate"])
+    loops = {method: sum(values) / len(values) for method, values in by_method.items()}
+    ours = (f"answers that loop at the strongest setting of each held-out grid, mean over tasks: CAA "
+            f"{loops.get('caa', float('nan')):.0f}%, cache steering {loops.get('cache_steering', float('nan')):.0f}%")
+    verdict = ("**Holds in kind**: at the end of its grid CAA loops more; whether that is stability or where each "
+               "grid ends, the reproducibility page weighs" if loops.get("caa", 0) > loops.get("cache_steering", 0)
+               else "**Not confirmed**: cache steering loops as often as CAA at its strongest")
+    return Finding("Cache steering is more stable than activation steering (CAA)",
+                   "accuracy varies less over `c` than over CAA's multiplier", ours, verdict,
+                   "Grids of at least 100 held-out questions, CAA over several layers, and the two scales matched "
+                   "by effect.")
+
+
+def latency_row() -> Finding:
+    """The time per token of cache steering and the paper's CAA mode, relative to the baseline."""
+    report = json.loads((stored_results_dir() / LATENCY_BENCHMARK).read_text(encoding="utf-8"))
+    ours, paper = report["ratios"], report["paper"]["ratios"]
+
+    def ratios(table: dict[str, dict[str, float]]) -> str:
+        return (f"cache steering x{table['1']['cache_steering']:.2f} (batch 1) and x{table['16']['cache_steering']:.2f}"
+                f" (batch 16); CAA (no cache) x{table['1']['caa_paper']:.2f} and x{table['16']['caa_paper']:.2f}")
+
+    free = max(ours["1"]["cache_steering"], ours["16"]["cache_steering"]) < 1.05
+    return Finding("Cache steering costs nothing per token; CAA slows decoding", f"H100: {ratios(paper)}",
+                   f"CPU: {ratios(ours)}; CAA with a cache x{ours['1']['caa_cached']:.2f}",
+                   "**Holds**" + ("" if free else " for CAA only") + ": CAA's cost comes from dropping the cache",
+                   "Settled on a CPU; a GPU timing would add the paper's hardware (`benchmarks/bench_latency.py`).")
+
+
+def style_row() -> Finding:
+    """Style adherence of steered answers at the coefficient nearest the paper's ``c_values`` = 6."""
+    summary = json.loads((stored_results_dir() / STYLE_SUMMARY).read_text(encoding="utf-8"))
+    steered = [row for row in summary["rows"] if row["steered_style"] == row["scored_style"]]
+    c_show = min({row["c_values"] for row in steered}, key=lambda c: abs(c - 6))
+    at_c = [row for row in steered if row["c_values"] == c_show]
+    counts = ", ".join(f"{row['steered_style']} {row['rules_count']}/{row['n']}" for row in at_c)
+    best = max(row["rules_share"] for row in at_c)
+    verdict = ("**Holds**" if best >= 0.85 else "**Not reproduced** at this scale") + \
+        f": at most {100 * best:.0f}% of answers in the intended style (the paper: 85-100%)"
+    return Finding("Steering transfers a reasoning style", "17-20 of 20 answers in the target style, c = 6",
+                   f"by the rules, c = {c_show:g}: {counts}", verdict,
+                   "A larger model (the paper's 360M) and the paper's 768 tokens; both measures are in "
+                   "notebook 7.")
+
+
+def augmentation_row() -> Finding:
+    """Liu et al.'s cache augmentation: held-out loss against the plain model and the pause-token control."""
+    scores = json.loads((stored_results_dir() / AUGMENTATION_SCORES).read_text(encoding="utf-8"))
+    rows = [row for row in scores["rows"] if row["n_latents"]]
+    largest = max(row["n_latents"] for row in rows)
+    copro = next(row for row in rows if row["kind"] == "coprocessor" and row["n_latents"] == largest)
+    pause = next(row for row in rows if row["kind"] != "coprocessor" and row["n_latents"] == largest)
+    delta, (low, high) = copro["difference_vs_plain"]["mean"], copro["difference_vs_plain"]["ci95"]
+    gsm8k = paired("gsm8k", "cache_augmentation", "baseline")
+    ours = (f"N_L = {largest}, 200 CPU steps: held-out loss {delta:+.3f} nats vs the plain model [{low:+.3f}, "
+            f"{high:+.3f}] (pause tokens {pause['difference_vs_plain']['mean']:+.3f}); GSM8K "
+            f"{gsm8k['difference']:+.1f} points ({gsm8k['only_first']} vs {gsm8k['only_second']} items)")
+    verdict = ("**Holds** (lower loss)" if high < 0 else "**Not reproduced** at toy scale: the loss is "
+               + ("higher" if low > 0 else "not lower") + " than the plain model's")
+    return Finding("A trained coprocessor's latents lower perplexity and help reasoning (Liu et al.)",
+                   "Gemma-2 2B: lower perplexity at every ahead position; GSM8K +10 points with 64 latents", ours,
+                   verdict, "Pretraining-scale training of the coprocessor on a GPU, far beyond this book's budget.")
+
+
+def evaluation_findings() -> list[Finding]:
+    """The claims of the paper's results table (notebook 5): longer answers, accuracy, CoT plus steering."""
+    return [length_row(),
+            comparison_row("Cache steering raises accuracy", "cache_steering", "baseline"),
+            comparison_row("Steering adds to a CoT prompt", "cache_steering_cot", "cot")]
+
+
+def findings() -> list[Finding]:
+    """Every finding, in the order of the paper's claims."""
+    return evaluation_findings() + [stability_row(), latency_row(), style_row(), augmentation_row()]
+
+
+def findings_table(rows: Sequence[Finding] | None = None) -> str:
+    """The findings as a Markdown table (the block ``findings`` of the landing page)."""
+    lines = ["| claim | the paper | ours (SmolLM2-135M, CPU) | verdict | what would settle it |",
+             "|---|---|---|---|---|"]
+    for row in findings() if rows is None else rows:
+        lines.append("| " + " | ".join(cell.replace("|", "/") for cell in row) + " |")
+    return "\n".join(lines)

@@ -1,0 +1,42 @@
+"""The findings box: verdicts by fixed rules over the stored runs, with numbers a reader can recount."""
+
+from __future__ import annotations
+
+from cachesteer_lite import findings
+from cachesteer_lite.runs.statistics import paired_sample_size
+
+
+def _comparison(only_first: int, only_second: int, p_value: float, n: int = 300) -> dict:
+    return {"n": n, "only_first": only_first, "only_second": only_second, "p_value": p_value,
+            "difference": 100 * (only_first - only_second) / n}
+
+
+def test_a_difference_counts_only_beyond_chance() -> None:
+    assert findings.accuracy_verdict({"arc": _comparison(30, 20, 0.20)}).startswith("**Not confirmed**")
+    assert findings.accuracy_verdict({"arc": _comparison(40, 15, 0.001)}) == "**Confirmed** on arc"
+    mixed = findings.accuracy_verdict({"arc": _comparison(40, 15, 0.001), "piqa": _comparison(10, 40, 0.001)})
+    assert mixed == "**Contradicted** on piqa, confirmed on arc"
+
+
+def test_the_accuracy_row_recounts_the_stored_records() -> None:
+    row = findings.comparison_row("Cache steering raises accuracy", "cache_steering", "baseline")
+    steered = findings.stored("arc_challenge", "cache_steering").records
+    baseline = findings.stored("arc_challenge", "baseline").records
+    only_steered = sum(steered[i]["correct"] and not baseline[i]["correct"] for i in steered)
+    only_baseline = sum(baseline[i]["correct"] and not steered[i]["correct"] for i in steered)
+    assert f"arc_challenge {100 * (only_steered - only_baseline) / len(steered):+.1f} ({only_steered} vs " \
+           f"{only_baseline} items" in row.ours
+    # The questions needed: the paper's gain against our share of items that changed.
+    points = findings.paper_gain("arc_challenge", "cache_steering", "baseline")
+    assert points is not None
+    gain = points / 100
+    needed = paired_sample_size((only_steered + only_baseline) / len(steered), gain)
+    assert f"arc_challenge {100 * gain:+.2f} points: {needed:,} questions" in row.to_settle
+
+
+def test_every_claim_of_both_papers_has_a_row() -> None:
+    table = findings.findings_table()
+    claims = [row.claim for row in findings.findings()]
+    assert len(claims) == 7 and all(f"| {claim} |" in table for claim in claims)
+    assert all(row.verdict.startswith("**") for row in findings.findings())
+    assert [row.claim for row in findings.evaluation_findings()] == claims[:3]
