@@ -11,7 +11,15 @@ The site is served from a local http.server on a free port. Checks:
 3. every notebook page links to Colab, and each Colab link opens that page's own .ipynb in the repository named
    in _config.yml (repository.url, branch);
 4. the search page finds results for "cache";
-5. the light/dark switch of the theme is there.
+5. the light/dark switch of the theme is there;
+6. every page also loads at a phone's width (390 px) without scrolling sideways (wide tables and outputs scroll
+   inside their own boxes);
+7. every link to the site itself leads to a page that exists, and its #anchor to an element of that page;
+8. every figure has alt text that describes it (not its file name);
+9. the landing page opens with the findings box.
+
+A screenshot of every page at both widths is written to _build/screenshots/ (desktop: the whole page; phone: the
+first screen) for a person to look over.
 
 Requests to other hosts are blocked, so the check runs offline and the same everywhere; a page may only refer to
 the external resources in ALLOWED_EXTERNAL (they work online and are harmless offline). Exit status 0 when every
@@ -24,11 +32,13 @@ from __future__ import annotations
 import functools
 import http.server
 import os
+import re
+import shutil
 import sys
 import tempfile
 import threading
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import yaml
 
@@ -46,6 +56,9 @@ ALLOWED_EXTERNAL = (
 )
 SKIP_DIRS = {"_static", "_sources", "_images", "_downloads", "jupyter_execute"}
 TIMEOUT_MS = 30_000
+VIEWPORTS = {"desktop": {"width": 1280, "height": 900}, "phone": {"width": 390, "height": 844}}
+SCREENSHOTS = ROOT / "_build" / "screenshots"
+FINDINGS_TITLE = "Findings at a glance"
 
 
 def expected_colab_url(page: str) -> str:
@@ -88,13 +101,42 @@ IMAGES_JS = """async () => {
   const images = Array.from(document.images);
   images.forEach(img => { img.loading = "eager"; });
   await Promise.all(images.map(img => img.decode().catch(() => null)));
-  return images.map(img => ({src: img.currentSrc || img.src, ok: img.complete && img.naturalWidth > 0}));
+  return images.map(img => ({src: img.currentSrc || img.src, ok: img.complete && img.naturalWidth > 0,
+                             alt: img.getAttribute("alt") || ""}));
 }"""
+# How far the page itself scrolls sideways (0 when everything wide scrolls inside its own box).
+OVERFLOW_JS = "() => document.documentElement.scrollWidth - window.innerWidth"
+ID_PATTERN = re.compile(r"""\bid=["']([^"']+)["']""")
+
+
+def anchors_of(site: Path) -> dict[str, set[str]]:
+    """The ids of every HTML file of the site, by path relative to its root: the anchors a link may name."""
+    return {str(path.relative_to(site)): set(ID_PATTERN.findall(path.read_text(encoding="utf-8", errors="replace")))
+            for path in site.rglob("*.html")}
+
+
+def broken_link(href: str, base: str, site: Path, anchors: dict[str, set[str]]) -> str:
+    """Why a link to the site itself leads nowhere ("" when it resolves): a missing file or a missing anchor."""
+    parts = urlsplit(href)
+    target = unquote(parts.path[len(urlsplit(base).path):]) or "index.html"
+    if target.endswith("/"):
+        target += "index.html"
+    if not (site / target).is_file():
+        return f"link to a missing file: {target}"
+    if parts.fragment and target.endswith(".html") and unquote(parts.fragment) not in anchors.get(target, set()):
+        return f"link to a missing anchor: {target}#{parts.fragment}"
+    return ""
+
+
+def described(alt: str) -> bool:
+    """Whether an image's alt text describes it: not empty, not the image's own file name or path."""
+    return bool(alt.strip()) and not re.search(r"\.(png|jpe?g|svg|gif)$", alt.strip(), re.IGNORECASE)
 
 
 class SiteChecker:
-    def __init__(self, context, base: str):
-        self.context, self.base = context, base
+    def __init__(self, context, base: str, site: Path):
+        self.context, self.base, self.site = context, base, site
+        self.anchors = anchors_of(site)
         self.problems: list[str] = []
         self.blocked: set[str] = set()
 
@@ -139,11 +181,17 @@ class SiteChecker:
 
     def check_page(self, page: str, notebook: bool) -> None:
         tab, problems = self.open(page)
+        tab.set_viewport_size(VIEWPORTS["desktop"])
         images = tab.evaluate(IMAGES_JS)
         local_images = [image for image in images if self.local(image["src"])]
         problems += [f"image missing: {image['src'][len(self.base) - 1:]}" for image in local_images if not image["ok"]]
-        figures = sum(image["ok"] for image in local_images if "/_images/" in image["src"])
-        note = f"{figures} figure(s)"
+        figures = [image for image in local_images if image["ok"] and "/_images/" in image["src"]]
+        problems += [f"figure without alt text: {image['src'][len(self.base) - 1:]} (alt {image['alt']!r})"
+                     for image in figures if not described(image["alt"])]
+        links = tab.eval_on_selector_all("a[href]", "els => els.map(e => e.href)")
+        problems += sorted({reason for link in links if link.startswith(self.base)
+                            if (reason := broken_link(link, self.base, self.site, self.anchors))})
+        note = f"{len(figures)} figure(s)"
         if notebook:
             if not figures:
                 problems.append("no figure: a notebook page shows the figures of its run (from _images/)")
@@ -153,10 +201,28 @@ class SiteChecker:
                 problems.append("no Colab link")
             problems += [f"Colab link {link} should be {expected}" for link in links if link != expected]
             note += f", {len(links)} Colab link(s)"
-        if page == "index.html" and not tab.query_selector(".theme-switch-button"):
-            problems.append("no light/dark switch (.theme-switch-button)")
+        if page == "index.html":
+            if not tab.query_selector(".theme-switch-button"):
+                problems.append("no light/dark switch (.theme-switch-button)")
+            titles = tab.eval_on_selector_all(".admonition .admonition-title", "els => els.map(e => e.textContent)")
+            if not any(FINDINGS_TITLE in title for title in titles[:1]):
+                problems.append(f"the landing page does not open with the findings box ({FINDINGS_TITLE!r})")
+        self.screenshot(tab, page, "desktop", full_page=True)
+        tab.set_viewport_size(VIEWPORTS["phone"])
+        tab.wait_for_timeout(200)  # the theme re-lays the page out for the narrow screen
+        overflow = tab.evaluate(OVERFLOW_JS)
+        if overflow > 1:
+            problems.append(f"at phone width ({VIEWPORTS['phone']['width']} px) the page scrolls sideways by "
+                            f"{overflow} px")
+        self.screenshot(tab, page, "phone", full_page=False)
         tab.close()
-        self.report(page, problems, note)
+        self.report(page, problems, note + f", {len(links)} link(s)")
+
+    def screenshot(self, tab, page: str, width: str, full_page: bool) -> None:
+        """Save what the page looks like, for a person to review (JPEG: the long notebook pages stay small)."""
+        path = SCREENSHOTS / width / (page.replace("/", "__").removesuffix(".html") + ".jpg")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tab.screenshot(path=str(path), full_page=full_page, type="jpeg", quality=60)
 
     def check_search(self) -> None:
         tab, problems = self.open("search.html", "?q=cache")
@@ -199,6 +265,7 @@ def main(argv: list[str]) -> int:
     except ImportError:
         return browser_missing("the Python package playwright is not installed")
 
+    shutil.rmtree(SCREENSHOTS, ignore_errors=True)  # only this build's pages
     pages, notebooks = pages_of(site), set(notebook_pages(site))
     server, base = serve(site)
     print(f"check_site: {len(pages)} pages ({len(notebooks)} notebooks) of {site}, served at {base}")
@@ -207,7 +274,7 @@ def main(argv: list[str]) -> int:
             context = playwright.chromium.launch_persistent_context(
                 profile, executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
             )
-            checker = SiteChecker(context, base)
+            checker = SiteChecker(context, base, site)
             context.route("**/*", checker.route)
             for page in pages:
                 checker.check_page(page, page in notebooks)
@@ -227,7 +294,8 @@ def main(argv: list[str]) -> int:
         for problem in checker.problems:
             print(f"  - {problem}")
         return 1
-    print(f"check_site: OK ({len(pages)} pages, {len(notebooks)} notebook pages, search works)")
+    print(f"check_site: OK ({len(pages)} pages at desktop and phone width, {len(notebooks)} notebook pages, every "
+          f"internal link and figure checked, search works; screenshots in {SCREENSHOTS.relative_to(ROOT)}/)")
     return 0
 
 
