@@ -24,6 +24,7 @@ from .core.deviations import Deviation, markdown_table
 from .course import guide
 from .files import checkout
 from .runs import budget, runner
+from .runs.paper import BEST_ARGS
 from .runs.results import StoredRun, collect, comparison_table, load_run, stored_results_dir
 from .tasks import contrastive, data, scoring
 
@@ -36,6 +37,23 @@ README = "README.md"
 # Files that link to the repository; `pages` writes those links from files.REPOSITORY and files.BRANCH.
 LINKED_FILES = (README, "pyproject.toml", "_config.yml", "notebooks/[0-9][0-9]_*.ipynb")
 CORE_BENCHMARK = "benchmarks/core_cpu.json"  # in the stored results: what the speed table shows
+
+
+
+def paper_settings(paper_model: str = "SmolLM2-360M-Instruct") -> str:
+    """The paper's best cache-steering settings of one model, task by task, from ``best_args.yaml``
+    (:data:`runs.paper.BEST_ARGS`): pairs, demonstrations and ``c_values``, with the CoT-prefix variant's changes."""
+    names = {"arc_challenge": "ARC", "csqa": "CommonsenseQA", "piqa": "PIQA", "gsm8k": "GSM8K"}
+    parts = []
+    for task, name in names.items():
+        (demonstrations, pairs, c_keys, c_values), prefix = BEST_ARGS[(paper_model, task)]
+        text = f"{name} {pairs} pairs of {demonstrations} at `c_values` {c_values:g}"
+        text += f", `c_keys` {c_keys:g}" if c_keys else ""
+        changes = [f"{label} {prefix[key]:g}" for key, label in (("n_pairs", "pairs"), ("n_demonstrations",
+                   "demonstrations"), ("c_values", "`c_values`")) if key in prefix]
+        parts.append(text + (f" ({', '.join(changes)} with the CoT prompt)" if changes else ""))
+    return f"`best_args.yaml` for {paper_model}: " + "; ".join(parts)
+
 
 MODEL_DEVIATIONS: tuple[Deviation, ...] = (
     Deviation(
@@ -64,13 +82,29 @@ RUN_DEVIATIONS: tuple[Deviation, ...] = (
     ),
     Deviation(
         "Steering settings of the stored runs",
-        "`best_args.yaml`: for SmolLM2-360M 300–400 pairs of 10–12 demonstrations, `c_values` 4–10; how they were "
-        "chosen is not documented",
+        f"{paper_settings()}; how they were chosen is not documented",
         "100 pairs (all the shipped traces cover) of 5 demonstrations; `c_values` chosen from {2, 6, 10} "
         "({1, 2, 4} for GSM8K) on 50 held-out questions, a tie going to the first (smallest) value",
         "fewer, shorter demonstrations make a noisier vector; 50 held-out questions can only tell large "
         "differences apart, and the tie rule favours the mildest edit (CommonsenseQA: 26% at both 2 and 6, so 2 "
         "was used)",
+    ),
+    Deviation(
+        "GSM8K's reasoning source",
+        "GPT-4o traces (`gsm8k-oai`) in every configuration of `best_args.yaml`; only the SmolLM2 GSM8K CAA search "
+        "used the human solutions (`gsm8k`)",
+        "the human solutions of the GSM8K train split (calculator tags removed) for every stored GSM8K vector: "
+        "the authors' GPT-4o traces carry no licence, so the book does not ship them; `--preset paper` fetches "
+        "them at run time",
+        "the positive demonstrations differ in wording and length, so our GSM8K vector is not the paper's",
+    ),
+    Deviation(
+        "Answer budget of activation steering",
+        "`max_new_tokens` 256–512 for CAA (512 for SmolLM2-360M on ARC and CommonsenseQA), 768 for cache steering "
+        "and the baselines",
+        "256 for every method of the stored runs",
+        "in the paper a CAA row and a cache-steering row differ in budget as well as in method; ours differ in "
+        "method only",
     ),
     Deviation(
         "Activation steering (CAA) in the stored runs",
@@ -86,15 +120,16 @@ RUN_DEVIATIONS: tuple[Deviation, ...] = (
         "CAA setting than ours",
     ),
     Deviation(
-        "Demonstrations in the notebooks' quick runs",
+        "Demonstrations in the notebooks' live runs",
         "nearest neighbours by sentence embedding, *N* = 100–400 pairs, *k* = 5–12",
-        "notebooks 3 and 4: a seeded random draw, *N* = 12, *k* = 3 in `quick` (*N* = 100, *k* = 10 in `full`)",
+        "notebooks 3 and 4: a seeded random draw, *N* = 24 and 12 pairs of *k* = 3 in the `book` size the pages "
+        "show (*N* = 100, *k* = 10 in `full`)",
         "fewer, less similar demonstrations; the library implements the paper's nearest-neighbour selection",
     ),
     Deviation(
-        "Answer length in the quick runs",
+        "Answer length in the notebooks' live runs",
         "`max_new_tokens` = 768",
-        "80 in notebook 4's `quick` setting",
+        "160 in notebook 4's `book` size (the pages), 64 in `quick`",
         "long answers are cut off; lengths there are lower bounds",
     ),
 )

@@ -37,6 +37,8 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
+from cachesteer_lite.tasks.data import load_rows  # this interpreter's package: the checkout's, or the wheel's
+
 # What a notebook prints when it finds no stored results (notebooks 5 and 6 say "no stored ... yet").
 NO_STORED_RESULTS = re.compile(r"no stored [\w -]+ yet")
 
@@ -92,6 +94,16 @@ def run(path: Path, timeout: int, expect_stored: bool, write_back: bool) -> tupl
     return time.perf_counter() - started, f"found no stored results: {missing}" if missing else ""
 
 
+def data_problem() -> str:
+    """Why the notebooks could not read the task data ("" when they can): one ARC question is loaded the way the
+    notebooks load them, from $CACHESTEER_DATA_DIR or else the Hugging Face hub."""
+    try:
+        load_rows("arc_challenge", "test", limit=1)
+    except (ConnectionError, FileNotFoundError, ImportError) as error:
+        return str(error)
+    return ""
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("notebooks", nargs="+", type=Path)
@@ -107,6 +119,10 @@ def main() -> int:
     os.environ["CACHESTEER_RUN_SIZE"] = args.size
     if args.model:
         os.environ["CACHESTEER_MODEL"] = args.model
+    problem = data_problem()
+    if problem:  # one sentence, before any kernel starts, instead of the same traceback in every notebook
+        print(f"run_notebooks: no task data: {problem}")
+        return 1
     with serving(args.serve) if args.serve else nullcontext_url() as url:
         if url:
             os.environ["CACHESTEER_FILES_URL"] = url
