@@ -28,7 +28,7 @@ from .runs.paper import BEST_ARGS
 from .runs.results import StoredRun, collect, comparison_table, load_run, stored_results_dir
 from .tasks import contrastive, data, scoring
 
-STORED_MODEL = "smollm2-135m-instruct"  # the model of the book's stored runs
+STORED_MODEL = findings.STORED_MODEL  # the model of the book's stored runs
 PAGE = "book/reproducibility.md"
 COURSE_GUIDE = "book/course_guide.md"
 COLAB_PAGE = "book/colab.md"
@@ -193,7 +193,7 @@ def page_blocks() -> dict[str, dict[str, str]]:
     blocks = {"results-table": comparison_table(collect(model=STORED_MODEL))}
     blocks.update({name: markdown_table(rows) for name, rows in DEVIATION_GROUPS.items()})
     pages = {PAGE: blocks | speed, README: speed, COLAB_PAGE: {"gpu-table": budget.gpu_table()},
-             LANDING_PAGE: {"findings": findings.findings_table()}}
+             LANDING_PAGE: {"findings": findings.findings_markdown()}}
     root = checkout()
     if root is not None:
         pages[COURSE_GUIDE] = guide.guide_blocks(root / "notebooks")

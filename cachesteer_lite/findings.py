@@ -1,5 +1,5 @@
 """The book's verdicts on the paper's claims, computed from the stored runs: the findings box that opens the book
-(``book/intro.md``) and closes notebook 5.
+(``book/intro.md``) and closes notebook 5 (:func:`findings_markdown`).
 
 Each claim of Belitsky et al. (longer reasoning, accuracy, CoT plus steering, stability against CAA, latency,
 style transfer) and of Liu et al. (cache augmentation) gets the paper's number, ours, a verdict and what it would
@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from .runs import budget
 from .runs.paper import load_paper_results, paper_entry
 from .runs.results import StoredRun, collect_grids, degenerate, load_run, stored_results_dir
 from .runs.statistics import paired_comparison, paired_sample_size
@@ -105,6 +106,15 @@ def questions_needed(comparisons: dict[str, dict[str, Any]], method: str, counte
     return "; ".join(parts)
 
 
+def gpu_estimate(model: str = PAPER_MODEL, gpu: str = "T4 (16 GB)") -> str:
+    """What rerunning the paper's table for ``model`` takes on Colab's free GPU, from :mod:`runs.budget`."""
+    architecture, card = budget.ARCHITECTURES[model], budget.GPUS[gpu]
+    batch = budget.largest_batch(architecture, card)
+    return (f"about {budget.table_hours(architecture, card, batch):.1f} h for its table on a {gpu.split()[0]} "
+            f"(estimated, the Colab page; `scripts/reproduce_table.sh --model HuggingFaceTB/{model} --preset paper "
+            "all`).")
+
+
 def comparison_row(claim: str, method: str, counterpart: str) -> Finding:
     """A claim that ``method`` is more accurate than ``counterpart``: the paper's gains, our paired tests."""
     comparisons = {task: paired(task, method, counterpart) for task in CHOICE_TASKS}
@@ -113,7 +123,9 @@ def comparison_row(claim: str, method: str, counterpart: str) -> Finding:
     ours = ", ".join(f"{task} {c['difference']:+.1f} ({c['only_first']} vs {c['only_second']} items, "
                      f"p = {c['p_value']:.2f})" for task, c in comparisons.items())
     to_settle = (f"At 80% power and our rate of changed answers: {questions_needed(comparisons, method, counterpart)}. "
-                 "Then the paper's own model, its 768 tokens and whole splits, on a GPU (the Colab page).")
+                 "Where that exceeds the split, no run of the paper's size could show the gain at our rate; the next "
+                 "step is the paper's own model on whole splits with its 768 tokens (its own rate of changed answers "
+                 f"decides), {gpu_estimate()}")
     return Finding(claim, f"points, SmolLM2-360M: {paper}", f"points, 300 questions: {ours}",
                    accuracy_verdict(comparisons), to_settle)
 
@@ -224,10 +236,13 @@ def findings() -> list[Finding]:
     return evaluation_findings() + [stability_row(), latency_row(), style_row(), augmentation_row()]
 
 
-def findings_table(rows: Sequence[Finding] | None = None) -> str:
-    """The findings as a Markdown table (the block ``findings`` of the landing page)."""
-    lines = ["| claim | the paper | ours (SmolLM2-135M, CPU) | verdict | what would settle it |",
-             "|---|---|---|---|---|"]
+def findings_markdown(rows: Sequence[Finding] | None = None) -> str:
+    """The findings as Markdown (the block ``findings`` of the landing page): one item per claim, the verdict
+    first, then our numbers, the paper's and what would settle it. A list rather than a five-column table: it reads
+    on a phone as well as on a desktop."""
+    items = []
     for row in findings() if rows is None else rows:
-        lines.append("| " + " | ".join(cell.replace("|", "/") for cell in row) + " |")
-    return "\n".join(lines)
+        ours, paper, to_settle = (text.rstrip(".") for text in (row.ours, row.paper, row.to_settle))
+        items.append(f"- **{row.claim}.** *Verdict:* {row.verdict}.\n  - *Ours:* {ours}.\n  - *The paper:* {paper}.\n"
+                     f"  - *To settle:* {to_settle}.")
+    return "\n".join(items)

@@ -196,11 +196,11 @@ class SiteChecker:
             if not figures:
                 problems.append("no figure: a notebook page shows the figures of its run (from _images/)")
             expected = expected_colab_url(page)
-            links = tab.eval_on_selector_all("a[href*='colab.research.google.com']", "els => els.map(e => e.href)")
-            if not links:
+            colab = tab.eval_on_selector_all("a[href*='colab.research.google.com']", "els => els.map(e => e.href)")
+            if not colab:
                 problems.append("no Colab link")
-            problems += [f"Colab link {link} should be {expected}" for link in links if link != expected]
-            note += f", {len(links)} Colab link(s)"
+            problems += [f"Colab link {link} should be {expected}" for link in colab if link != expected]
+            note += f", {len(colab)} Colab link(s)"
         if page == "index.html":
             if not tab.query_selector(".theme-switch-button"):
                 problems.append("no light/dark switch (.theme-switch-button)")

@@ -1,7 +1,7 @@
 """The package's shape: layers whose imports point one way, no import cycle, no import hidden in a function, and
 modules short enough to read in one sitting.
 
-    core  <-  files  <-  tasks  <-  runs  <-  augmentation, style, teacher  <-  book, the command line
+    core  <-  files  <-  tasks  <-  runs  <-  augmentation, style, teacher  <-  book, findings, the command line
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from conftest import REPO
 PACKAGE = REPO / "cachesteer_lite"
 # A module may import from its own layer and the layers below it; side studies never import each other.
 LAYERS: dict[str, int] = {"core": 0, "files": 1, "tasks": 2, "runs": 3, "augmentation": 4, "style": 4,
-                          "teacher": 4, "book": 5, "course": 5, "__main__": 5, "__init__": 5}
+                          "teacher": 4, "book": 5, "findings": 5, "course": 5, "__main__": 5, "__init__": 5}
 SIDE_STUDIES = ("augmentation", "style", "teacher")
 MAX_LINES = 400
 

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from cachesteer_lite import findings
 from cachesteer_lite.runs.statistics import paired_sample_size
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _comparison(only_first: int, only_second: int, p_value: float, n: int = 300) -> dict:
@@ -35,8 +40,17 @@ def test_the_accuracy_row_recounts_the_stored_records() -> None:
 
 
 def test_every_claim_of_both_papers_has_a_row() -> None:
-    table = findings.findings_table()
+    box = findings.findings_markdown()
     claims = [row.claim for row in findings.findings()]
-    assert len(claims) == 7 and all(f"| {claim} |" in table for claim in claims)
+    assert len(claims) == 7 and all(f"- **{claim}.** *Verdict:* **" in box for claim in claims)
     assert all(row.verdict.startswith("**") for row in findings.findings())
     assert [row.claim for row in findings.evaluation_findings()] == claims[:3]
+
+
+def test_notebook_5_ends_with_the_landing_pages_verdicts() -> None:
+    """Notebook 5's committed verdicts are the findings of today's stored runs (re-execute it when they change)."""
+    notebook = json.loads((ROOT / "notebooks" / "05_evaluation.ipynb").read_text(encoding="utf-8"))
+    shown = ["".join(output["data"]["text/markdown"]) for cell in notebook["cells"] if cell["cell_type"] == "code"
+             and "findings_markdown(" in "".join(cell["source"]) for output in cell["outputs"]
+             if "text/markdown" in output.get("data", {})]
+    assert shown == [findings.findings_markdown(findings.evaluation_findings())]
