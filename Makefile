@@ -77,8 +77,8 @@ book: setup
 notebooks-check: setup
 	$(BOOK_ENV) $(VENV)/python scripts/run_notebooks.py --size quick --timeout 1800 notebooks/[0-9][0-9]_*.ipynb
 
-# The outputs the book publishes: every notebook re-executed at the `book` size (embedded model, CPU, about two
-# hours on one core; runs in the background) and written back, then the course editions and pages regenerated.
+# The outputs the book publishes: every notebook re-executed at the `book` size (embedded model, CPU: about an hour
+# on one core, in the background) and written back, then the course editions and pages regenerated.
 book-outputs: setup
 	$(BOOK_ENV) $(VENV)/python scripts/run_notebooks.py --size book --write-back --timeout 3600 \
 		notebooks/[0-9][0-9]_*.ipynb
@@ -121,12 +121,13 @@ tiny-check: setup tiny-models
 tiny-check-all: setup tiny-models
 	for arch in qwen2 llama3 phi3 gemma3; do $(RUN_TINY)/$$arch notebooks/[0-9][0-9]_*.ipynb || exit 1; done
 
-# A reveal.js slide deck per notebook, from its committed outputs, in _build/slides (`make book` builds them too).
+# The tiny models' folders, written once (about 45 s) and rebuilt only when their script changes.
 tiny-models: setup $(TINY_MODELS)/.built
 $(TINY_MODELS)/.built: scripts/tiny_models.py
 	$(VENV)/python scripts/tiny_models.py $(TINY_MODELS)
 	touch $@
 
+# A reveal.js slide deck per notebook, from its committed outputs, in _build/slides (`make book` builds them too).
 slides: setup
 	$(VENV)/python scripts/course_editions.py slides _build/slides
 

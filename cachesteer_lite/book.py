@@ -39,7 +39,6 @@ LINKED_FILES = (README, "pyproject.toml", "_config.yml", "notebooks/[0-9][0-9]_*
 CORE_BENCHMARK = "benchmarks/core_cpu.json"  # in the stored results: what the speed table shows
 
 
-
 def paper_settings(paper_model: str = "SmolLM2-360M-Instruct") -> str:
     """The paper's best cache-steering settings of one model, task by task, from ``best_args.yaml``
     (:data:`runs.paper.BEST_ARGS`): pairs, demonstrations and ``c_values``, with the CoT-prefix variant's changes."""
