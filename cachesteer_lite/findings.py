@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from .runs import budget
+from .runs.answer_source import answer_sources
 from .runs.paper import load_paper_results, paper_entry
 from .runs.results import StoredRun, collect_grids, degenerate, load_run, stored_results_dir
 from .runs.statistics import paired_comparison, paired_sample_size
@@ -122,6 +123,10 @@ def comparison_row(claim: str, method: str, counterpart: str) -> Finding:
     paper = ", ".join(f"{task} {gain:+.2f}" for task, gain in gains.items() if gain is not None)
     ours = ", ".join(f"{task} {c['difference']:+.1f} ({c['only_first']} vs {c['only_second']} items, "
                      f"p = {c['p_value']:.2f})" for task, c in comparisons.items())
+    sources = {task: answer_sources(stored(task, method).records) for task in CHOICE_TASKS}
+    stated = ", ".join(f"{task} {100 * s.stated / s.n:.0f}%" for task, s in sources.items())
+    ours += (f"; {method} responses that state an option themselves: {stated} (the rest are scored by the "
+             "unsteered extraction step: the reproducibility page's \"who chose the answer\")")
     to_settle = (f"At 80% power and our rate of changed answers: {questions_needed(comparisons, method, counterpart)}. "
                  "Where that exceeds the split, no run of the paper's size could show the gain at our rate; the next "
                  "step is the paper's own model on whole splits with its 768 tokens (its own rate of changed answers "
@@ -185,7 +190,8 @@ def latency_row() -> Finding:
     free = max(ours["1"]["cache_steering"], ours["16"]["cache_steering"]) < 1.05
     return Finding("Cache steering costs nothing per token; CAA slows decoding", f"H100: {ratios(paper)}",
                    f"CPU: {ratios(ours)}; CAA with a cache x{ours['1']['caa_cached']:.2f}",
-                   "**Holds**" + ("" if free else " for CAA only") + ": CAA's cost comes from dropping the cache",
+                   ("**Holds**: CAA's cost comes from dropping the cache" if free else
+                    "**Partly holds**: CAA slows decoding, but cache steering costs more than 5% per token here"),
                    "Settled on a CPU; a GPU timing would add the paper's hardware (`benchmarks/bench_latency.py`).")
 
 

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from cachesteer_lite import findings
+from cachesteer_lite.runs.answer_source import source_table
 from cachesteer_lite.runs.statistics import paired_sample_size
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,3 +55,11 @@ def test_notebook_5_ends_with_the_landing_pages_verdicts() -> None:
              and "findings_markdown(" in "".join(cell["source"]) for output in cell["outputs"]
              if "text/markdown" in output.get("data", {})]
     assert shown == [findings.findings_markdown(findings.evaluation_findings())]
+
+
+def test_notebook_5_shows_the_answer_sources_of_the_stored_runs() -> None:
+    notebook = json.loads((ROOT / "notebooks" / "05_evaluation.ipynb").read_text(encoding="utf-8"))
+    shown = ["".join(output["data"]["text/markdown"]) for cell in notebook["cells"] if cell["cell_type"] == "code"
+             and "source_table(" in "".join(cell["source"]) for output in cell["outputs"]
+             if "text/markdown" in output.get("data", {})]
+    assert shown == [source_table(model=findings.STORED_MODEL)]
