@@ -23,9 +23,9 @@ from .core import prompts, steering
 from .core.deviations import Deviation, markdown_table
 from .course import guide
 from .files import checkout
-from .runs import answer_source, budget, runner
+from .runs import answer_source, budget, results, runner
 from .runs.paper import BEST_ARGS
-from .runs.results import StoredRun, collect, comparison_table, load_run, stored_results_dir
+from .runs.results import StoredRun, collect, comparison_table, stored_results_dir
 from .tasks import contrastive, data, scoring
 
 STORED_MODEL = findings.STORED_MODEL  # the model of the book's stored runs
@@ -147,8 +147,7 @@ def show(text: str, width: int = 110) -> str:
 
 def stored_run(task: str, method: str, model: str = STORED_MODEL) -> StoredRun | None:
     """A finished stored run of the book (``data/results/{model}/{task}/{method}``), or None when there is none."""
-    run_dir = stored_results_dir() / model.replace("/", "__") / task / method
-    return load_run(run_dir) if (run_dir / "results.json").is_file() else None
+    return results.stored_run(task, method, model)
 
 
 def speed_table(report: dict[str, Any]) -> str:

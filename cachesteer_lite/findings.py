@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, NamedTuple
 
 from .runs import budget
 from .runs.answer_source import answer_sources
 from .runs.paper import load_paper_results, paper_entry
-from .runs.results import StoredRun, collect_grids, degenerate, load_run, stored_results_dir
+from .runs.results import StoredRun, collect_grids, degenerate, stored_results_dir, stored_run, stored_run_folder
 from .runs.statistics import paired_comparison, paired_sample_size
 
 STORED_MODEL = "smollm2-135m-instruct"  # the model of the book's stored runs
@@ -42,17 +41,15 @@ class Finding(NamedTuple):
 
 def stored(task: str, method: str) -> StoredRun:
     """A stored 300-question run of the embedded model (it must exist: the book ships them)."""
-    return load_run(run_folder(task, method))
-
-
-def run_folder(task: str, method: str) -> Path:
-    """Where the stored run of ``method`` on ``task`` lies."""
-    return stored_results_dir() / STORED_MODEL / task / method
+    run = stored_run(task, method, STORED_MODEL)
+    if run is None:
+        raise FileNotFoundError(f"no stored {method} run on {task} in {stored_run_folder(task, method, STORED_MODEL)}")
+    return run
 
 
 def loop_share(task: str, method: str) -> float:
     """The share (%) of a stored run's answers that loop (:func:`runs.results.degenerate`)."""
-    return 100 * degenerate(stored(task, method).result, run_folder(task, method))
+    return 100 * degenerate(stored(task, method).result, stored_run_folder(task, method, STORED_MODEL))
 
 
 def paper_accuracy(task: str, method: str) -> float | None:

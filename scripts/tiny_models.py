@@ -31,6 +31,8 @@ from tokenizers import processors
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig, PreTrainedTokenizerBase
 from transformers.utils import logging as transformers_logging
 
+from cachesteer_lite.core.models import embedded_model_folder
+
 ARCHITECTURES = ("qwen2", "llama3", "phi3", "gemma3")
 SEED = 0
 # Shared by all four: GQA with 4 query heads and 2 KV heads of size 16, enough positions for the notebooks' prompts.
@@ -105,8 +107,6 @@ GEMMA3_TEMPLATE = """{{ bos_token }}
 
 def base_tokenizer() -> PreTrainedTokenizerBase:
     """A fresh copy of the embedded SmolLM2-135M-Instruct tokenizer (converted from its GGUF on first use)."""
-    from cachesteer_lite.core.models import embedded_model_folder
-
     return AutoTokenizer.from_pretrained(embedded_model_folder("smollm2-135m-instruct"))
 
 

@@ -7,6 +7,7 @@ embedded models are loaded once per test session (the first load converts the GG
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
 import threading
 from collections.abc import Iterator
@@ -21,6 +22,15 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never touch the network
 os.environ.setdefault("CACHESTEER_DATA_DIR", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def script_module(path: str):
+    """A script of the repository (``scripts/x.py``, ``benchmarks/y.py``: not packages), imported from its file."""
+    spec = importlib.util.spec_from_file_location(Path(path).stem, REPO / path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="session")

@@ -39,6 +39,17 @@ def load_run(run_dir: str | Path) -> StoredRun:
     return StoredRun(result, read_records(run_dir / result["runs"][0]["items_file"]))
 
 
+def stored_run_folder(task: str, method: str, model: str) -> Path:
+    """Where the stored run of ``model`` (a name or hub id) for ``method`` on ``task`` lies."""
+    return stored_results_dir() / model.replace("/", "__") / task / method
+
+
+def stored_run(task: str, method: str, model: str) -> StoredRun | None:
+    """A finished stored run, or None when there is none (a run still in progress has no results.json)."""
+    run_dir = stored_run_folder(task, method, model)
+    return load_run(run_dir) if (run_dir / "results.json").is_file() else None
+
+
 def degenerate(result: dict[str, Any], run_dir: str | Path) -> float:
     """The share of degenerate answers of a stored run: from its results, or, for results written before the
     runner recorded it, from the answers in its items files (the mean over sampling runs)."""

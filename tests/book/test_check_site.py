@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
-from conftest import REPO
+from conftest import script_module
 
-spec = importlib.util.spec_from_file_location("check_site", REPO / "scripts" / "check_site.py")
-assert spec is not None and spec.loader is not None
-check_site = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(check_site)
+check_site = script_module("scripts/check_site.py")
 
 BASE = "http://127.0.0.1:8000/"
 

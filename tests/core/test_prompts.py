@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from datetime import datetime, timedelta
 
 import pytest
@@ -10,22 +9,13 @@ import pytest
 from cachesteer_lite import chat_prompt, contrastive_pair
 from cachesteer_lite.core.prompts import Demonstration
 
-from conftest import REPO
-
-
-def _tiny_models():
-    """scripts/tiny_models.py, imported from its file (scripts/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("tiny_models", REPO / "scripts" / "tiny_models.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from conftest import script_module
 
 
 @pytest.fixture(scope="module")
 def llama3_tokenizer():
     """The SmolLM2 tokenizer with the tiny llama3 model's Llama-3.2-style template (it reads ``strftime_now``)."""
-    return _tiny_models().llama3_tokenizer()
+    return script_module("scripts/tiny_models.py").llama3_tokenizer()
 
 
 def _days_around_today() -> list[datetime]:
@@ -68,7 +58,7 @@ def test_a_template_that_calls_strftime_now_directly_gets_the_fixed_date(llama3_
 
 
 def test_templates_without_a_date_render_as_they_always_did():
-    tokenizer = _tiny_models().base_tokenizer()  # SmolLM2's own template
+    tokenizer = script_module("scripts/tiny_models.py").base_tokenizer()  # SmolLM2's own template
     messages = [{"role": "user", "content": "What is 2 + 2?"}]
     assert chat_prompt(tokenizer, "What is 2 + 2?") == tokenizer.apply_chat_template(
         messages, tokenize=False, add_generation_prompt=True)

@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 import torch
 
 import cachesteer_lite as cs
 
-from conftest import REPO
+from conftest import script_module
 
 
 @pytest.fixture(scope="module")
 def tiny_models():
-    spec = importlib.util.spec_from_file_location("tiny_models", REPO / "scripts" / "tiny_models.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return script_module("scripts/tiny_models.py")
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ the first tokens, so a method whose edit were lost would fail the test.
 
 from __future__ import annotations
 
-import importlib.util
 import math
 
 import pytest
@@ -20,16 +19,13 @@ from cachesteer_lite.core.caa import ActivationMetadata, activation_fingerprint
 from cachesteer_lite.core.vectors import VectorMetadata, model_fingerprint
 from cachesteer_lite.runs import timing
 
-from conftest import REPO
+from conftest import REPO, script_module
 
 N_PROMPTS, NEW_TOKENS, BATCH_SIZES = 2, 3, (1, 2)
 
 
 def load_bench():
-    spec = importlib.util.spec_from_file_location("bench_latency", REPO / "benchmarks" / "bench_latency.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return script_module("benchmarks/bench_latency.py")
 
 
 @pytest.fixture(scope="module")
