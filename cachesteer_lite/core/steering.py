@@ -126,7 +126,7 @@ def generate(
     c_keys: float | None = None,
     c_values: float | None = None,
     layers: Iterable[int] | None = None,
-    offset: str = DEFAULT_OFFSET,
+    offset: str | None = None,
     max_new_tokens: int = 256,
     batch_size: int = 16,
     progress: bool = True,
@@ -134,11 +134,12 @@ def generate(
 ) -> list[Completion]:
     """Answer every prompt, with one-shot cache steering when a ``vector`` is given.
 
-    Without a vector this is plain ``generate`` on the prompts (no offset token): the unsteered baseline, and
-    coefficients or layers are refused (they would steer nothing). With one, ``offset`` is appended and the cache
-    is steered by ``c_keys`` and ``c_values`` (0 when not given). Completions hold only the newly generated
-    tokens (the offset token is part of the input). Prompts of similar lengths share a batch, to waste
-    little padding, and come back in the input order.
+    With a vector, ``offset`` (default ``"\\n"``) is appended and the cache is steered by ``c_keys`` and
+    ``c_values`` (0 when not given). Without one this is plain ``generate``: on the prompts alone (the unsteered
+    baseline), or, when an ``offset`` is given, on the prompts with it appended (the paper's control: the offset
+    token without the edit); coefficients or layers are refused (they would steer nothing). Completions hold only
+    the newly generated tokens (the offset token is part of the input). Prompts of similar lengths share a
+    batch, to waste little padding, and come back in the input order.
     """
     given = [name for name, value in (("c_keys", c_keys), ("c_values", c_values), ("layers", layers))
              if value is not None]
@@ -149,17 +150,20 @@ def generate(
     if vector is not None and layers is not None:
         layers = layer_indices("layers", layers, vector.keys.shape[0])
     settings = generation_settings(tokenizer, max_new_tokens, generate_kwargs)
+    if vector is not None and offset is None:
+        offset = DEFAULT_OFFSET
 
     def new_tokens(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if offset is not None:
+            ids, mask = append_offset(tokenizer, ids, mask, offset)
         if vector is None:
             return model.generate(input_ids=ids, attention_mask=mask, **settings)[:, ids.shape[1] :]
-        ids, mask = append_offset(tokenizer, ids, mask, offset)
         sequences = steered_generate(model, ids, mask, vector, c_keys=key_scale, c_values=value_scale,
                                      layers=layers, **settings)
         return sequences[:, ids.shape[1] :]
 
-    if vector is not None:
+    if offset is not None:
         offset_token_id(tokenizer, offset)  # a bad offset fails before any batch runs
-    extra = max_new_tokens + (0 if vector is None else 1)
+    extra = max_new_tokens + (0 if offset is None else 1)
     return batched_completions(model, tokenizer, prompts, new_tokens, extra_tokens=extra, batch_size=batch_size,
                                progress=progress)

@@ -1,7 +1,9 @@
 """The evaluation methods and their registry: how each method answers a batch of prompts.
 
-Built in: ``baseline`` (the question in the chat template), ``cot`` (the CoT prompt), ``cache_steering`` and
-``cache_steering_cot`` (the paper's prefix variant), and ``caa`` (activation steering at one layer). Side studies
+Built in: ``baseline`` (the question in the chat template), ``offset_control`` (the baseline with the task's
+offset token appended: the paper's control, cache steering without the edit), ``cot`` (the CoT prompt),
+``cache_steering`` and ``cache_steering_cot`` (the paper's prefix variant), and ``caa`` (activation steering at one
+layer). Side studies
 add their own with :func:`register_method` when they are imported (cache augmentation registers
 ``cache_augmentation``), so the runner never imports them.
 
@@ -111,6 +113,17 @@ def _prepare_plain(
     return Prepared(respond, "", {})
 
 
+def _prepare_offset_control(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, config: EvalConfig, memo: dict, progress: bool
+) -> Prepared:
+    offset = get_task(config.task).offset
+
+    def respond(prompts: Sequence[str], **kwargs: Any) -> list[Completion]:
+        return generate(model, tokenizer, prompts, offset=offset, progress=False, **kwargs)
+
+    return Prepared(respond, offset, {"offset": offset})
+
+
 def vector_key(vector_type: type[Vector], model: PreTrainedModel, config: EvalConfig) -> tuple:
     """What a method's vector depends on: its type, the model, the task and the contrastive pairs."""
     return (vector_type.__name__, model_id(model), config.task, config.n_pairs, config.n_demonstrations,
@@ -200,6 +213,8 @@ def _check_caa_options(options: dict[str, Any]) -> None:
 
 for _method in (
     Method("baseline", "the question in the chat template, nothing else", False, (), _prepare_plain),
+    Method("offset_control", "the baseline prompt with the task's offset token appended, no cache edit", False,
+           (), _prepare_offset_control),
     Method("cot", "the chat prompt followed by \"Let's think step by step.\"", True, (), _prepare_plain),
     Method("cache_steering", "one-shot KV cache steering of the chat prompt", False, STEERING_SETTINGS,
            _prepare_cache_steering, vector_type=SteeringVector, strength="c_values"),
