@@ -7,6 +7,7 @@
     python -m cachesteer_lite evaluate --model Qwen/Qwen2-0.5B-Instruct --preset paper --task arc_challenge \
         --method baseline cache_steering
     python -m cachesteer_lite results
+    python -m cachesteer_lite ablate --task arc_challenge --limit 100
     torchrun --nproc_per_node 4 -m cachesteer_lite evaluate --task piqa --method baseline --dtype auto
 
 Under ``torchrun`` (or ``accelerate launch``) each process takes its share of the batches, on its own GPU, into
@@ -35,6 +36,7 @@ from ..tasks.author_traces import AuthorTracesUnavailable, author_traces_file
 from ..tasks.contrastive import SELECTIONS
 from ..tasks.task import TASK_NAMES
 from ..tasks.traces import STYLES
+from .ablation import ABLATION_BASE, ABLATION_FOLDER, ABLATION_VALUES, ablation_points, run_ablation
 from .config import EvalConfig
 from .methods import METHODS, Method, get_method
 from .paper import PAPER_HUB_IDS, PAPER_MAX_NEW_TOKENS, PAPER_OPTIONS, best_settings, paper_model_for
@@ -231,6 +233,52 @@ def _evaluate_all(args: argparse.Namespace, configs: dict[tuple[str, str], EvalC
     return collected
 
 
+def run_ablate(args: argparse.Namespace) -> int:
+    """Run the ablation of cache steering (one setting varied at a time around the base point) on held-out items,
+    resumable, and print every finished point."""
+    grids = {name: getattr(args, f"grid_{name}") for name in ABLATION_VALUES}
+    try:
+        points = ablation_points(ABLATION_BASE, grids)
+        config = check_config(EvalConfig(task=args.task, method=args.method, model=args.model,
+                                         max_new_tokens=args.max_new_tokens, batch_size=args.batch_size))
+    except (TypeError, ValueError) as error:
+        args.parser.error(str(error))
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model, tokenizer = load_model(args.model, dtype=args.dtype, device=args.device, progress=not args.no_progress)
+    run_dir = run_directory(args.output_dir, args.model, args.task, args.method) / ABLATION_FOLDER
+    rows = run_ablation(model, tokenizer, config, run_dir, limit=args.limit, points=points,
+                        progress=not args.no_progress)
+    for row in rows:
+        print(f"{row['varied'] or 'base':16} n_pairs {row['n_pairs']:>4} demos {row['n_demonstrations']:>2} "
+              f"c_values {row['c_values']:>4g} c_keys {row['c_keys']:>4g}: accuracy {100 * row['accuracy']:5.1f}% "
+              f"(response alone {100 * row['response_accuracy']:5.1f}%, states an answer {100 * row['stated']:3.0f}%),"
+              f" {row['mean_words']:.0f} words, {100 * row['degenerate']:.0f}% loop")
+    return 0
+
+
+def add_ablate_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``ablate``: the model and run size, and each varied setting's values."""
+    parser.add_argument("--task", default="arc_challenge", choices=TASK_NAMES)
+    parser.add_argument("--method", default="cache_steering", choices=("cache_steering", "cache_steering_cot"))
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="embedded model, local folder or hub id")
+    parser.add_argument("--device", default=None, help="default: CUDA when present, else CPU")
+    parser.add_argument("--dtype", choices=[*DTYPES, "auto"], default="float32")
+    parser.add_argument("--threads", type=positive_int, default=None, help="CPU threads for torch")
+    parser.add_argument("--output-dir", default="data/results", type=Path)
+    parser.add_argument("--limit", type=positive_int, default=100, help="held-out items per point")
+    parser.add_argument("--max-new-tokens", type=positive_int, default=PAPER_MAX_NEW_TOKENS)
+    parser.add_argument("--batch-size", type=positive_int, default=16)
+    add_progress_argument(parser)
+    grids = parser.add_argument_group(f"the values of each setting (the others stay at the base point "
+                                      f"{ABLATION_BASE})")
+    grids.add_argument("--grid-n-pairs", type=positive_int, nargs="+", default=list(ABLATION_VALUES["n_pairs"]))
+    grids.add_argument("--grid-n-demonstrations", type=positive_int, nargs="+",
+                       default=list(ABLATION_VALUES["n_demonstrations"]))
+    grids.add_argument("--grid-c-keys", type=finite_float, nargs="+", default=list(ABLATION_VALUES["c_keys"]))
+    grids.add_argument("--grid-c-values", type=finite_float, nargs="+", default=list(ABLATION_VALUES["c_values"]))
+
+
 def run_results(args: argparse.Namespace) -> int:
     """Print every stored result beside the paper's."""
     print(comparison_table(collect(args.results_dir, args.model)))
@@ -243,6 +291,10 @@ def register(commands: argparse._SubParsersAction) -> None:
                                           description=run_evaluate.__doc__)
     add_evaluate_arguments(evaluate_parser)
     evaluate_parser.set_defaults(handler=run_evaluate, parser=evaluate_parser)
+    ablate_parser = commands.add_parser("ablate", help="ablate cache steering's settings on held-out items "
+                                        "(resumable)", description=run_ablate.__doc__)
+    add_ablate_arguments(ablate_parser)
+    ablate_parser.set_defaults(handler=run_ablate, parser=ablate_parser)
     results_parser = commands.add_parser("results", help="stored results beside the paper's",
                                          description=run_results.__doc__)
     results_parser.add_argument("--results-dir", type=Path, default=None, help="default: the book's data/results")

@@ -212,3 +212,16 @@ def test_completions_stop_at_the_first_end_of_sequence_token(smollm2):
     first, second = decode_completions(tokenizer, rows, eos)
     assert (first.text, first.n_tokens) == (" Hello there", len(hello) + 1)
     assert second.n_tokens == rows.shape[1] and second.text.startswith(" Hello there Hello")
+
+
+def test_offset_without_a_vector_is_the_papers_control(smollm2, smol_prompts, smol_vector):
+    """``generate`` with an offset and no vector appends the token and edits nothing: the same tokens as the steered
+    path at c = 0, and (for at least one of these prompts) not the same as the prompt without the token."""
+    model, tokenizer = smollm2
+    control = generate(model, tokenizer, smol_prompts, offset="\n", max_new_tokens=12, progress=False)
+    zero_edit = generate(model, tokenizer, smol_prompts, smol_vector, max_new_tokens=12, progress=False)
+    plain = generate(model, tokenizer, smol_prompts, max_new_tokens=12, progress=False)
+    assert [c.text for c in control] == [z.text for z in zero_edit]
+    assert [c.text for c in control] != [p.text for p in plain]
+    with pytest.raises(ValueError, match="exactly one"):
+        generate(model, tokenizer, smol_prompts, offset="two words", progress=False)

@@ -41,7 +41,8 @@ def _without_timing(records: list[dict]) -> list[dict]:
 
 def test_unknown_names_list_the_valid_ones(smollm2, tmp_path: Path) -> None:
     model, tokenizer = smollm2
-    with pytest.raises(ValueError, match=re.escape("valid methods: baseline, offset_control, cot, cache_steering, cache_steering_cot")):
+    valid = "valid methods: baseline, offset_control, cot, cache_steering, cache_steering_cot"
+    with pytest.raises(ValueError, match=re.escape(valid)):
         evaluate(model, tokenizer, EvalConfig("arc_challenge", "steer_harder"), tmp_path)
     with pytest.raises(ValueError, match="valid tasks: gsm8k, arc_challenge, csqa, piqa"):
         evaluate(model, tokenizer, EvalConfig("mmlu", "baseline"), tmp_path)
