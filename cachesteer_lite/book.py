@@ -23,7 +23,7 @@ from .core import prompts, steering
 from .core.deviations import Deviation, markdown_table
 from .course import guide
 from .files import checkout
-from .runs import answer_source, budget, results, runner
+from .runs import answer_source, budget, controls, results, runner
 from .runs.paper import BEST_ARGS
 from .runs.results import StoredRun, collect, comparison_table, stored_results_dir
 from .tasks import contrastive, data, scoring
@@ -189,7 +189,8 @@ def page_blocks() -> dict[str, dict[str, str]]:
     report = json.loads((stored_results_dir() / CORE_BENCHMARK).read_text(encoding="utf-8"))
     speed = {"speed-table": speed_table(report)}
     blocks = {"results-table": comparison_table(collect(model=STORED_MODEL)),
-              "answer-sources": answer_source.source_table(model=STORED_MODEL)}
+              "answer-sources": answer_source.source_table(model=STORED_MODEL),
+              "offset-control": controls.offset_table(STORED_MODEL)}
     blocks.update({name: markdown_table(rows) for name, rows in DEVIATION_GROUPS.items()})
     pages = {PAGE: blocks | speed, README: speed, COLAB_PAGE: {"gpu-table": budget.gpu_table()},
              LANDING_PAGE: {"findings": findings.findings_markdown()}}

@@ -42,13 +42,21 @@ def ablation_points(base: Mapping[str, float] = ABLATION_BASE,
     unknown = sorted(set(values) - set(base))
     if unknown:
         raise ValueError(f"no base value for {', '.join(unknown)}: the base point must set every varied setting")
-    points = [dict(base)]
+    points = [check_point(base)]
     for name, grid in values.items():
         for value in grid:
             point = {**base, name: value}
             if point not in points:
-                points.append(point)
+                points.append(check_point(point))
     return points
+
+
+def check_point(point: Mapping[str, float]) -> dict[str, float]:
+    """``point``, refused when it has at least as many demonstrations as pairs (a pair's demonstrations come from
+    the other pairs' traces)."""
+    if point["n_demonstrations"] >= point["n_pairs"]:
+        raise ValueError(f"point {dict(point)}: each pair needs more pairs than demonstrations")
+    return dict(point)
 
 
 def run_ablation(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, config: EvalConfig,
@@ -57,10 +65,7 @@ def run_ablation(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, con
     """Answer ``limit`` held-out items at every point (default :func:`ablation_points`), each a resumable run
     under ``run_dir/{point_name}``, and return :func:`ablation_rows` of them. A point with at least as many
     demonstrations as pairs is refused before anything runs."""
-    points = ablation_points() if points is None else [dict(point) for point in points]
-    for point in points:
-        if point["n_demonstrations"] >= point["n_pairs"]:
-            raise ValueError(f"point {point}: each pair needs more pairs than demonstrations")
+    points = ablation_points() if points is None else [check_point(point) for point in points]
     split, start = held_out_items(config.task, max(int(point["n_pairs"]) for point in points))
     memo = memo if memo is not None else {}
     for point in points:

@@ -209,7 +209,7 @@ def _evaluate_all(args: argparse.Namespace, configs: dict[tuple[str, str], EvalC
     collected = []
     for (task, name), config in configs.items():
         method = get_method(name)
-        run_dir = run_directory(args.output_dir, args.model, task, method.name)
+        run_dir = run_directory(args.output_dir, args.model, task, method.name, sampling=config.do_sample)
         if args.select and ("c_values" in method.settings or method.options):
             paper_layer = PAPER_OPTIONS.get((task, method.name), {}).get("layer")
             grids = {"layer": args.grid_layers or ([paper_layer] if paper_layer is not None else None),

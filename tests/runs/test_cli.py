@@ -34,8 +34,22 @@ def test_evaluate_refuses_bad_names_and_values_with_a_usage_error(capsys, extra,
     ["style-transfer", "--c-values", "inf"],
     ["teacher", "--task", "gsm9k", "--out", "x.jsonl"],
     ["teacher", "--task", "gsm8k", "--out", "x.jsonl", "--concurrency", "0"],
+    ["ablate", "--grid-n-pairs", "0"],
+    ["ablate", "--grid-c-keys", "inf"],
+    ["ablate", "--grid-n-demonstrations", "100", "--grid-n-pairs", "100"],
 ])
 def test_every_command_checks_its_values(capsys, argv):
     with pytest.raises(SystemExit) as stopped:
         main(argv)
     assert stopped.value.code == 2 and "Traceback" not in capsys.readouterr().err
+
+
+def test_a_sampling_run_is_kept_beside_the_greedy_run_of_the_same_method(tmp_path, capsys):
+    """Greedy and sampled runs of one method have different settings: each gets its own folder, neither is refused."""
+    common = ["evaluate", "--task", "piqa", "--method", "baseline", "--limit", "1", "--max-new-tokens", "2",
+              "--output-dir", str(tmp_path), "--no-progress"]
+    assert main(common) == 0
+    assert main([*common, "--sampling", "--seeds", "7"]) == 0
+    folder = tmp_path / "smollm2-135m-instruct" / "piqa" / "baseline"
+    assert (folder / "results.json").is_file() and (folder / "sampling" / "results.json").is_file()
+    assert (folder / "sampling" / "items_seed7.jsonl").is_file()
