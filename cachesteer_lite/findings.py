@@ -1,11 +1,11 @@
 """The book's verdicts on the paper's claims, computed from the stored runs: the findings box that opens the book
 (``book/intro.md``) and closes notebook 5 (:func:`findings_markdown`).
 
-Each claim of Belitsky et al. (longer reasoning, accuracy, CoT plus steering, stability against CAA, latency,
-style transfer) and of Liu et al. (cache augmentation) gets the paper's number, ours, a verdict and what it would
-take to settle it. The verdicts follow fixed rules over the numbers (a paired difference counts only at
-p < 0.05), so they change when the stored runs do; the power calculation says how many questions a paired test
-would need to see the paper's SmolLM2 gains, at our runs' rate of changed answers.
+Each claim of Belitsky et al. (longer reasoning, accuracy, CoT plus steering, its offset-token control, stability
+against CAA, latency, style transfer) and of Liu et al. (cache augmentation) gets the paper's number, ours, a
+verdict and what it would take to settle it. The verdicts follow fixed rules over the numbers (a paired difference
+counts only at p < 0.05), so they change when the stored runs do; the power calculation says how many questions a
+paired test would need to see the paper's SmolLM2 gains, at our runs' rate of changed answers.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 
 from .runs import budget
 from .runs.answer_source import answer_sources
+from .runs.controls import OffsetEffect, offset_effect
 from .runs.paper import load_paper_results, paper_entry
 from .runs.results import StoredRun, collect_grids, degenerate, stored_results_dir, stored_run, stored_run_folder
 from .runs.statistics import paired_comparison, paired_sample_size
@@ -24,6 +25,7 @@ STORED_MODEL = "smollm2-135m-instruct"  # the model of the book's stored runs
 PAPER_MODEL = "SmolLM2-360M-Instruct"   # the paper's nearest model
 CHOICE_TASKS = ("arc_challenge", "csqa", "piqa")  # where the paper has SmolLM2 numbers
 SIGNIFICANT = 0.05
+CONTROL_TOLERANCE = 0.05  # the control "leaves answers unchanged" if the token alone changes at most 5% of them
 LATENCY_BENCHMARK = "benchmarks/latency_cpu.json"
 STYLE_SUMMARY = f"{STORED_MODEL}/style_transfer/summary.json"
 AUGMENTATION_SCORES = f"{STORED_MODEL}/cache_augmentation/perplexity.json"
@@ -132,6 +134,38 @@ def comparison_row(claim: str, method: str, counterpart: str) -> Finding:
                    accuracy_verdict(comparisons), to_settle)
 
 
+def control_effect(task: str) -> OffsetEffect:
+    """The stored offset control on ``task`` against the baseline (both must exist: the book ships them)."""
+    effect = offset_effect(task, STORED_MODEL)
+    if effect is None:
+        raise FileNotFoundError(f"no stored offset_control and baseline runs on {task} in {stored_results_dir()}")
+    return effect
+
+
+def control_row() -> Finding:
+    """The paper's control: the offset token alone, no edit, leaves the answers unchanged."""
+    effects = [control_effect(task) for task in CHOICE_TASKS]
+    ours = "; ".join(f"{e.task}: {100 * e.answers_changed / e.n:.0f}% of the scored answers and "
+                     f"{100 * e.responses_changed / e.n:.0f}% of the responses changed, accuracy "
+                     f"{100 * e.baseline_correct / e.n:.1f}% -> {100 * e.control_correct / e.n:.1f}% "
+                     f"(p = {e.p_value:.2f})" for e in effects)
+    shares = [100 * e.answers_changed / e.n for e in effects]
+    changed = [e.task for e in effects if e.answers_changed / e.n > CONTROL_TOLERANCE]
+    moved = [e.task for e in effects if e.p_value < SIGNIFICANT]
+    if not changed:
+        verdict = f"**Holds**: the token alone changes at most {100 * CONTROL_TOLERANCE:.0f}% of the scored answers"
+    else:
+        verdict = (f"**Not reproduced**: the token alone changes {min(shares):.0f}-{max(shares):.0f}% of the scored "
+                   f"answers ({len(changed)} of {len(effects)} tasks above {100 * CONTROL_TOLERANCE:.0f}%); "
+                   + (f"accuracy moves beyond chance on {', '.join(moved)}" if moved else
+                      "accuracy does not move beyond chance, so the token reshuffles which questions are right"))
+    return Finding("The offset token alone leaves the answers unchanged (the paper's control)",
+                   "one prompt, the same answer with the token and without it (the paper's notebook)",
+                   f"300 questions per task: {ours}", verdict,
+                   "The control on the paper's own models; meanwhile a steering run's own effect is its difference "
+                   "from this control as well as from the baseline (the reproducibility page)")
+
+
 def length_row() -> Finding:
     """Longer answers under cache steering, and how many of them loop."""
     parts, longer, looping = [], 0, 0
@@ -228,10 +262,12 @@ def augmentation_row() -> Finding:
 
 
 def evaluation_findings() -> list[Finding]:
-    """The claims of the paper's results table (notebook 5): longer answers, accuracy, CoT plus steering."""
+    """The claims of the paper's results table (notebook 5): longer answers, accuracy, CoT plus steering, and its
+    control (the offset token alone)."""
     return [length_row(),
             comparison_row("Cache steering raises accuracy", "cache_steering", "baseline"),
-            comparison_row("Steering adds to a CoT prompt", "cache_steering_cot", "cot")]
+            comparison_row("Steering adds to a CoT prompt", "cache_steering_cot", "cot"),
+            control_row()]
 
 
 def findings() -> list[Finding]:

@@ -45,7 +45,7 @@ def test_every_claim_of_both_papers_has_a_row() -> None:
     claims = [row.claim for row in findings.findings()]
     assert len(claims) == 7 and all(f"- **{claim}.** *Verdict:* **" in box for claim in claims)
     assert all(row.verdict.startswith("**") for row in findings.findings())
-    assert [row.claim for row in findings.evaluation_findings()] == claims[:3]
+    assert [row.claim for row in findings.evaluation_findings()] == claims[:4]
 
 
 def test_notebook_5_ends_with_the_landing_pages_verdicts() -> None:
