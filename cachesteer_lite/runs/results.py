@@ -60,13 +60,15 @@ def degenerate(result: dict[str, Any], run_dir: str | Path) -> float:
     return sum(shares) / len(shares)
 
 
-def collect(results_dir: str | Path | None = None, model: str | None = None) -> list[dict[str, Any]]:
-    """Every finished run under ``results_dir/{model}/{task}/{method}/results.json`` (default: the book's stored
-    results; held-out selection runs, one level deeper, are not included), in task order and then the paper's
-    method order. Each result carries its ``degenerate`` share and its ``run_dir``."""
+def collect(results_dir: str | Path | None = None, model: str | None = None,
+            sampling: bool = False) -> list[dict[str, Any]]:
+    """Every finished greedy run under ``results_dir/{model}/{task}/{method}/results.json`` (default: the book's
+    stored results; held-out selection runs, one level deeper, are not included), or with ``sampling`` every sampling
+    run (``{method}/sampling/results.json``), in task order and then the paper's method order. Each result carries
+    its ``degenerate`` share and its ``run_dir``."""
     root = Path(results_dir) if results_dir is not None else stored_results_dir()
     found = []
-    for path in sorted(root.glob("*/*/*/results.json")):
+    for path in sorted(root.glob("*/*/*/sampling/results.json" if sampling else "*/*/*/results.json")):
         result = read_json(path)
         if model is None or result["model"] == model:
             found.append({**result, "degenerate": degenerate(result, path.parent), "run_dir": str(path.parent)})

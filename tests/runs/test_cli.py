@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from cachesteer_lite.__main__ import main
+from cachesteer_lite.runs.results import collect
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -53,3 +54,5 @@ def test_a_sampling_run_is_kept_beside_the_greedy_run_of_the_same_method(tmp_pat
     folder = tmp_path / "smollm2-135m-instruct" / "piqa" / "baseline"
     assert (folder / "results.json").is_file() and (folder / "sampling" / "results.json").is_file()
     assert (folder / "sampling" / "items_seed7.jsonl").is_file()
+    [greedy], [sampled] = collect(tmp_path), collect(tmp_path, sampling=True)
+    assert not greedy["config"]["do_sample"] and sampled["config"]["do_sample"]
