@@ -4,7 +4,9 @@ Cache steering appends one offset token to the prompt and edits the cache before
 the token and adds nothing (c = 0), and reports that the answer stays the same, so that any change under steering
 is the edit's. The method ``offset_control`` is that control; :func:`offset_effect` sets its stored run beside the
 baseline's, item by item: how many responses and final answers the token alone changed, the accuracy of both with
-the exact McNemar test, and how often each states an answer itself (:mod:`answer_source`).
+the exact McNemar test, and how often each states an answer itself (:mod:`answer_source`). :func:`steering_changes`
+puts the edit's own share beside it: how many answers cache steering changes against the baseline and against the
+control (the same prompt and token, no edit).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from .answer_source import answer_sources
 from .results import StoredRun, stored_run
 from .statistics import paired_comparison
 
-CONTROL, REFERENCE = "offset_control", "baseline"
+CONTROL, REFERENCE, STEERING = "offset_control", "baseline", "cache_steering"
 
 
 @dataclass(frozen=True)
@@ -59,11 +61,22 @@ def compare_offset(task: str, baseline: StoredRun, control: StoredRun) -> Offset
     )
 
 
+def steering_changes(task: str, model: str) -> tuple[int, int] | None:
+    """How many scored answers the stored cache-steering run of ``task`` changes, against the baseline and against
+    the offset control; None while any of the three runs is missing."""
+    runs = [stored_run(task, method, model) for method in (STEERING, REFERENCE, CONTROL)]
+    if any(run is None for run in runs):
+        return None
+    steered, baseline, control = (run.records for run in runs if run is not None)
+    return (sum(steered[i]["prediction"] != baseline[i]["prediction"] for i in steered),
+            sum(steered[i]["prediction"] != control[i]["prediction"] for i in steered))
+
+
 def offset_table(model: str, tasks: tuple[str, ...] = ("arc_challenge", "csqa", "piqa")) -> str:
     """A Markdown table of :func:`offset_effect` for every task with both stored runs (a line says which lack one)."""
     lines = ["| task | n | responses changed | answers changed | accuracy without / with the token % | right only "
              "without / only with | McNemar p | responses that state an answer, without / with % | words, without "
-             "/ with |", "|---|---|---|---|---|---|---|---|---|"]
+             "/ with | answers cache steering changes, vs baseline / vs control |", "|---" * 10 + "|"]
     missing = []
     for task in tasks:
         effect = offset_effect(task, model)
@@ -76,7 +89,12 @@ def offset_table(model: str, tasks: tuple[str, ...] = ("arc_challenge", "csqa", 
                      f"{100 * effect.baseline_correct / n:.1f} / {100 * effect.control_correct / n:.1f} | "
                      f"{effect.only_baseline} / {effect.only_control} | {effect.p_value:.2f} | "
                      f"{100 * effect.baseline_stated / n:.0f} / {100 * effect.control_stated / n:.0f} | "
-                     f"{effect.baseline_words:.0f} / {effect.control_words:.0f} |")
+                     f"{effect.baseline_words:.0f} / {effect.control_words:.0f} | "
+                     f"{_pair(steering_changes(task, model))} |")
     if missing:
         lines.append(f"\nNo stored offset control (or baseline) yet for: {', '.join(missing)}.")
     return "\n".join(lines)
+
+
+def _pair(counts: tuple[int, int] | None) -> str:
+    return "–" if counts is None else f"{counts[0]} / {counts[1]}"

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from cachesteer_lite.runs.controls import CONTROL, REFERENCE, compare_offset, offset_effect, offset_table
+from cachesteer_lite.runs.controls import (
+    CONTROL,
+    REFERENCE,
+    STEERING,
+    compare_offset,
+    offset_effect,
+    offset_table,
+    steering_changes,
+)
 from cachesteer_lite.runs.results import StoredRun, stored_run
 
 MODEL = "smollm2-135m-instruct"
@@ -46,6 +54,9 @@ def test_the_stored_control_is_recounted_from_its_records(task: str) -> None:
     assert effect.baseline_correct == round(baseline.result["accuracy"] * 300)
     changed = [i for i in baseline.records if baseline.records[i]["response"] != control.records[i]["response"]]
     assert effect.responses_changed == len(changed)
+    steered = stored_run(task, STEERING, MODEL).records
+    against_control = sum(steered[i]["prediction"] != control.records[i]["prediction"] for i in steered)
+    assert steering_changes(task, MODEL)[1] == against_control
     row = next(line for line in offset_table(MODEL).splitlines() if line.startswith(f"| {task} |"))
-    assert f"| {100 * effect.control_correct / 300:.1f} |" not in row  # the row shows both accuracies together
     assert f"{100 * effect.baseline_correct / 300:.1f} / {100 * effect.control_correct / 300:.1f}" in row
+    assert row.endswith(f"| {steering_changes(task, MODEL)[0]} / {against_control} |")
