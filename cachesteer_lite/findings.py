@@ -187,10 +187,18 @@ def length_row() -> Finding:
                    "Answers cut at 256 tokens here: the paper's 768 tokens, and a measure of reasoning beyond length.")
 
 
+def caa_layer(task: str) -> int:
+    """The layer of the stored CAA run on ``task``: the one its held-out grid chose."""
+    return stored(task, "caa").result["config"]["options"]["layer"]
+
+
 def stability_row() -> Finding:
-    """Cache steering against CAA at the strongest setting of each held-out grid: how many answers loop."""
+    """Cache steering against CAA at the strongest setting of each held-out grid (CAA's at the layer the grid
+    chose): how many answers loop."""
     strongest: dict[tuple[str, str], dict[str, Any]] = {}  # (task, method) -> its grid's largest coefficient
     for point in collect_grids(model=STORED_MODEL):
+        if point["method"] == "caa" and point["layer"] != caa_layer(point["task"]):
+            continue
         key = (point["task"], point["method"])
         if key not in strongest or point["coefficient"] > strongest[key]["coefficient"]:
             strongest[key] = point

@@ -151,23 +151,23 @@ def _contrastive_and_vector(vector_type: type[Vector], extract: Callable[..., An
     return memo[contrastive_key], memo[key]
 
 
-def reuse_saved_vector(method: Method, model: PreTrainedModel, config: EvalConfig, run_dir: Path, memo: dict) -> None:
-    """Put the vector a resumed run saved into ``memo``, so that resuming does not extract it again. The run
-    directory's settings match (the runner checked them), so it is the vector those settings give; a damaged or
-    incompatible file is ignored and the vector extracted afresh."""
+def reuse_saved_vector(method: Method, model: PreTrainedModel, config: EvalConfig, run_dir: Path, memo: dict) -> bool:
+    """Put the vector a resumed run saved into ``memo``, replacing one this session extracted for the same settings:
+    a run is always steered by the vector its records were made with, and resuming does not extract it again. The
+    run directory's settings match (the runner checked them), so it is the vector those settings give, up to the
+    last digits of batched arithmetic. Returns whether a saved vector was loaded; a damaged or incompatible file is
+    ignored (with a warning) and the vector extracted afresh."""
     path = run_dir / VECTOR_FILE
     if method.vector_type is None or not path.with_suffix(".safetensors").is_file():
-        return
-    key = vector_key(method.vector_type, model, config)
-    if key in memo:
-        return
+        return False
     try:
         vector = method.vector_type.load(path)
         vector.check_compatible(model)
     except (OSError, ValueError, KeyError, SafetensorError) as error:
         warnings.warn(f"ignoring the saved vector of {run_dir} ({error}); extracting it again", stacklevel=3)
-        return
-    memo[key] = vector
+        return False
+    memo[vector_key(method.vector_type, model, config)] = vector
+    return True
 
 
 def _prepare_cache_steering(

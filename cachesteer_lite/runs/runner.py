@@ -317,9 +317,9 @@ def _evaluate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, config
         raise ValueError(f"no {config.task} {config.split} items from {config.start} (limit {config.limit})")
     memo = memo if memo is not None else {}
     with main_first(world):  # the others load the vector the main process saved: all steer with the same one
-        reuse_saved_vector(method, model, config, run_dir, memo)
+        saved = reuse_saved_vector(method, model, config, run_dir, memo)
         prepared = method.prepare(model, tokenizer, config, memo, progress)
-        if prepared.vector is not None and world.is_main:
+        if prepared.vector is not None and world.is_main and not saved:  # a saved vector is never rewritten
             prepared.vector.save(run_dir / VECTOR_FILE)
     prompts = [chat_prompt(tokenizer, item.question, method.cot_prefix) for item in items]
     lengths = token_lengths(tokenizer, prompts)

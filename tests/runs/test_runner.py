@@ -15,7 +15,7 @@ from cachesteer_lite.__main__ import main
 from cachesteer_lite.augmentation import TrainConfig, augmented_generate, load_augmenter, train
 from cachesteer_lite.runs import methods
 from cachesteer_lite.runs.config import EvalConfig
-from cachesteer_lite.runs.methods import METHODS, Method, Prepared
+from cachesteer_lite.runs.methods import METHODS, Method, Prepared, vector_key
 from cachesteer_lite.runs.runner import evaluate, resolve_config
 from cachesteer_lite.runs.selection import apply_point, held_out_items, select_settings
 
@@ -320,6 +320,16 @@ def test_a_resumed_steering_run_reuses_its_saved_vector(smollm2, tmp_path: Path,
     assert extractions == [1]
     by_index = lambda rs: sorted(_without_timing(rs), key=lambda r: r["index"])  # noqa: E731
     assert by_index(_lines(tmp_path / "run" / "items.jsonl")) == by_index(_lines(tmp_path / "fresh" / "items.jsonl"))
+
+    # A session that already extracted a vector for the same settings still steers a resumed run with the run's own
+    # saved vector, and leaves its file as it was (before, the session's vector replaced it).
+    saved = (tmp_path / "run" / "steering_vector.safetensors").read_bytes()
+    own = SteeringVector.load(tmp_path / "run" / "steering_vector")
+    other = SteeringVector(torch.randn_like(own.keys), torch.randn_like(own.values), own.metadata)
+    memo = {vector_key(SteeringVector, model, resolve_config(config, model)): other}
+    evaluate(model, tokenizer, config, tmp_path / "run", memo=memo, progress=False)
+    assert (tmp_path / "run" / "steering_vector.safetensors").read_bytes() == saved
+    assert torch.equal(next(iter(memo.values())).values, own.values)
 
     (tmp_path / "fresh" / "steering_vector.safetensors").write_bytes(b"cut off")
     (tmp_path / "fresh" / "items.jsonl").unlink()
