@@ -269,14 +269,11 @@ def items_file(seed: int | None) -> str:
     return "items.jsonl" if seed is None else f"items_seed{seed}.jsonl"
 
 
-SAMPLING_FOLDER = "sampling"  # {task}/{method}/sampling: the method's sampling run (one items file per seed)
-
-
 def run_directory(output_dir: str | Path, model: str, task: str, method: str, sampling: bool = False) -> Path:
-    """``output_dir/{model}/{task}/{method}``, the model name made path-safe; a sampling run's is the folder
-    ``sampling`` inside it, so that the greedy run and the sampled one of a method are both kept."""
+    """``output_dir/{model}/{task}/{method}`` (the model name made path-safe), and ``.../sampling`` for a sampling
+    run, so that a method's greedy run and its sampled one are both kept."""
     folder = Path(output_dir) / model.replace("/", "__") / task / method
-    return folder / SAMPLING_FOLDER if sampling else folder
+    return folder / "sampling" if sampling else folder
 
 
 def evaluate(
