@@ -43,7 +43,7 @@ def test_the_accuracy_row_recounts_the_stored_records() -> None:
 def test_every_claim_of_both_papers_has_a_row() -> None:
     box = findings.findings_markdown()
     claims = [row.claim for row in findings.findings()]
-    assert len(claims) == 7 and all(f"- **{claim}.** *Verdict:* **" in box for claim in claims)
+    assert len(claims) == 8 and all(f"- **{claim}.** *Verdict:* **" in box for claim in claims)
     assert all(row.verdict.startswith("**") for row in findings.findings())
     assert [row.claim for row in findings.evaluation_findings()] == claims[:4]
 
@@ -63,3 +63,12 @@ def test_notebook_5_shows_the_answer_sources_of_the_stored_runs() -> None:
              and "source_table(" in "".join(cell["source"]) for output in cell["outputs"]
              if "text/markdown" in output.get("data", {})]
     assert shown == [source_table(model=findings.STORED_MODEL)]
+
+
+def test_the_control_row_counts_what_the_stored_control_changed() -> None:
+    row = findings.control_row()
+    for task in findings.CHOICE_TASKS:
+        effect = findings.control_effect(task)
+        assert f"{task}: {100 * effect.answers_changed / effect.n:.0f}% of the scored answers" in row.ours
+    shares = [findings.control_effect(task).answers_changed / 300 for task in findings.CHOICE_TASKS]
+    assert row.verdict.startswith("**Holds**" if max(shares) <= findings.CONTROL_TOLERANCE else "**Not reproduced**")
