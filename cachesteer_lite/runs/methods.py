@@ -3,9 +3,8 @@
 Built in: ``baseline`` (the question in the chat template), ``offset_control`` (the baseline with the task's
 offset token appended: the paper's control, cache steering without the edit), ``cot`` (the CoT prompt),
 ``cache_steering`` and ``cache_steering_cot`` (the paper's prefix variant), and ``caa`` (activation steering at one
-layer). Side studies
-add their own with :func:`register_method` when they are imported (cache augmentation registers
-``cache_augmentation``), so the runner never imports them.
+layer). Side studies add their own with :func:`register_method` when they are imported (cache augmentation
+registers ``cache_augmentation``), so the runner never imports them.
 
 A method's steering strength has one name, :attr:`Method.strength`: ``c_values`` for cache steering, ``multiplier``
 for CAA; :func:`strength_of` reads it from any stored config, so that both can be plotted on one axis.
