@@ -201,9 +201,10 @@ def stability_row() -> Finding:
     """Cache steering against CAA at the strongest setting of each held-out grid (CAA's at the layer the grid
     chose): how many answers loop; and, where CAA's grid has several layers, how its strongest setting fares at each."""
     grid = collect_grids(model=STORED_MODEL)
+    chosen = {task: caa_layer(task) for task in {point["task"] for point in grid if point["method"] == "caa"}}
     strongest: dict[tuple[str, str], dict[str, Any]] = {}  # (task, method) -> its grid's largest coefficient
     for point in grid:
-        if point["method"] == "caa" and point["layer"] != caa_layer(point["task"]):
+        if point["method"] == "caa" and point["layer"] != chosen[point["task"]]:
             continue
         key = (point["task"], point["method"])
         if key not in strongest or point["coefficient"] > strongest[key]["coefficient"]:
