@@ -45,6 +45,7 @@ INCORRECT = "[incorrect]"
 
 _L = r"([A-E])"  # the paper's letter class; ARC's numeric labels are shown as letters (data.to_item)
 _END = r"(?:\b|(?=[.,;:\s]|$))"
+OPENING_LETTER = "X: at the start"  # the weakest pattern: a text that opens with a letter and a colon
 # The paper's ordered answer patterns, applied to normalised text (see normalise_choice_text).
 MC_PATTERNS: tuple[tuple[str, re.Pattern], ...] = tuple(
     (name, re.compile(pattern))
@@ -64,7 +65,7 @@ MC_PATTERNS: tuple[tuple[str, re.Pattern], ...] = tuple(
         ("the best answer is option X", rf"[Tt]he best answer is option:?\s*{_L}{_END}"),
         ("the correct choice is Choice X:", rf"[Tt]he correct choice is:?\s*(?:\n\s*)*Choice\s+{_L}\s*:"),
         ("Answer: X", rf"[Aa]nswer:\s*{_L}\b"),
-        ("X: at the start", rf"^{_L}\s*:"),
+        (OPENING_LETTER, rf"^{_L}\s*:"),
     )
 )
 # After the suffix, a text naming several options or none is wrong rather than unreadable.

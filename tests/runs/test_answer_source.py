@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from cachesteer_lite.runs.answer_source import answer_sources, source_table, stated_answer
 from cachesteer_lite.runs.results import collect, load_run
+from cachesteer_lite.tasks.scoring import normalise_choice_text
 
 MODEL = "smollm2-135m-instruct"
 
@@ -27,7 +30,20 @@ def test_each_kind_of_answer_is_counted_where_it_belongs() -> None:
     assert (sources.n, sources.correct, sources.stated, sources.stated_correct) == (6, 3, 4, 2)
     assert (sources.overridden_to_gold, sources.overridden_from_gold, sources.overridden_other) == (1, 1, 1)
     assert (sources.correct_unstated, sources.from_extraction) == (1, 2)
+    assert (sources.opening_only, sources.phrase_correct) == (0, sources.stated_correct)
     assert stated_answer("The cell divides.") is None
+
+
+def test_an_opening_letter_is_stated_but_set_apart_from_an_answer_phrase() -> None:
+    records = dict(enumerate([
+        _record("A: library\nB: department store", "A", "A"),  # the options copied out: reads as "A"
+        _record("A: library. The answer is B.", "B", "B"),       # a phrase wins over the opening letter
+        _record("B: because it rains", "A", "A"),
+    ]))
+    sources = answer_sources(records)
+    assert [stated_answer(r["response"]) for r in records.values()] == ["A", "B", "B"]
+    assert (sources.stated, sources.opening_only, sources.opening_only_correct) == (3, 2, 1)
+    assert (sources.stated_correct, sources.phrase_correct, sources.overridden_to_gold) == (2, 1, 1)
 
 
 @pytest.mark.parametrize("run", [r for r in collect(model=MODEL) if r["task"] != "gsm8k"],
@@ -41,6 +57,11 @@ def test_the_counts_add_up_to_each_stored_runs_accuracy(run: dict) -> None:
     assert sources.correct == kept + sources.overridden_to_gold + sources.correct_unstated
     stated_right = sum(stated_answer(r["response"]) == r["gold"] for r in records.values())
     assert stated_right == sources.stated_correct
+    # An opening letter alone: the response states an answer, and none once its opening letters are cut off.
+    openings = [r for r in records.values() if stated_answer(r["response"]) is not None
+                and stated_answer(re.sub(r"^(?:[A-E]\s*:\s*)+", "", normalise_choice_text(r["response"]))) is None]
+    assert sources.opening_only == len(openings)
+    assert sources.opening_only_correct == sum(stated_answer(r["response"]) == r["gold"] for r in openings)
 
 
 def test_the_table_has_a_row_per_stored_multiple_choice_run() -> None:
