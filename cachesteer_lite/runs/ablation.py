@@ -19,10 +19,12 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from .answer_source import answer_sources
 from .config import EvalConfig
+from .paper import load_paper_results, paper_ablation
 from .records import read_json
-from .results import degenerate, load_run
+from .results import degenerate, load_run, stored_run_folder
 from .runner import evaluate
 from .selection import apply_point, held_out_items, point_name
+from .statistics import paired_comparison
 
 # The base point: our held-out choice for ARC cache steering (100 pairs of 5 demonstrations, c_values 6), c_keys 0.
 ABLATION_BASE: dict[str, float] = {"n_pairs": 100, "n_demonstrations": 5, "c_values": 6.0, "c_keys": 0.0}
@@ -31,7 +33,7 @@ ABLATION_VALUES: dict[str, tuple[float, ...]] = {
     "n_pairs": (25, 50, 100),
     "n_demonstrations": (1, 3, 5),
     "c_keys": (0.0, 0.1, 0.4),
-    "c_values": (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0),
+    "c_values": (0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0),  # 0: the offset token alone (the paper's control)
 }
 ABLATION_FOLDER = "ablation"  # under a method's stored run: {task}/{method}/ablation/{point}
 
@@ -69,7 +71,7 @@ def run_ablation(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, con
     split, start = held_out_items(config.task, max(int(point["n_pairs"]) for point in points))
     memo = memo if memo is not None else {}
     for point in points:
-        settings = {**point, "n_pairs": int(point["n_pairs"]), "n_demonstrations": int(point["n_demonstrations"])}
+        settings = _integral(point)
         evaluate(model, tokenizer, replace(apply_point(config, settings), split=split, start=start, limit=limit),
                  Path(run_dir) / point_name(settings), memo=memo, progress=progress)
     return ablation_rows(run_dir)
@@ -77,18 +79,66 @@ def run_ablation(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, con
 
 def ablation_rows(run_dir: str | Path, base: Mapping[str, float] = ABLATION_BASE) -> list[dict[str, Any]]:
     """The finished points under ``run_dir``: their settings, which setting differs from ``base`` (``varied``;
-    None for the base point), accuracy by the protocol with its interval, accuracy by the response alone, the share
-    of responses that state an answer, mean words and the share of looping answers."""
-    rows = []
+    None for the base point), accuracy by the protocol with its interval, accuracy by the response alone (and by an
+    answer phrase alone, without bare opening letters), the share of responses that state an answer, mean words and
+    the share of looping answers. Once the base point is finished, every other point also carries its paired
+    comparison with it on the same items: ``gained`` (right only here), ``lost`` (right only at the base) and the
+    exact McNemar ``p_value``."""
+    rows, records = [], {}
     for path in sorted(Path(run_dir).glob("*/results.json")):
         result = read_json(path)
-        config = result["config"]
-        settings = {name: config[name] for name in base}
+        settings = {name: result["config"][name] for name in base}
         varied = [name for name in base if settings[name] != base[name]]
-        sources = answer_sources(load_run(path.parent).records)
+        records[path.parent] = load_run(path.parent).records
+        sources = answer_sources(records[path.parent])
         rows.append({**settings, "varied": varied[0] if len(varied) == 1 else None if not varied else "several",
                      "n": result["n"], "accuracy": result["accuracy"], "ci95": result["ci95"],
                      "response_accuracy": sources.stated_correct / sources.n, "stated": sources.stated / sources.n,
+                     "phrase_accuracy": sources.phrase_correct / sources.n,
                      "mean_words": result["mean_words"], "degenerate": degenerate(result, path.parent),
                      "run_dir": str(path.parent)})
+    base_dir = next((Path(row["run_dir"]) for row in rows if row["varied"] is None), None)
+    for row in rows:
+        if base_dir is not None and row["varied"] is not None:
+            paired = paired_comparison(records[Path(row["run_dir"])], records[base_dir])
+            row.update(gained=paired["only_first"], lost=paired["only_second"], p_value=paired["p_value"])
     return sorted(rows, key=lambda row: tuple(row[name] for name in base))
+
+
+def stored_ablation_dir(model: str, task: str = "arc_challenge", method: str = "cache_steering") -> Path:
+    """Where the book's stored ablation of ``model`` on ``task`` lies (one folder per point)."""
+    return stored_run_folder(task, method, model) / ABLATION_FOLDER
+
+
+def ablation_table(run_dir: str | Path, base: Mapping[str, float] = ABLATION_BASE,
+                   values: Mapping[str, Sequence[float]] = ABLATION_VALUES) -> str:
+    """A Markdown table of :func:`ablation_rows`, one block of rows per varied setting (the base point in each),
+    beside the paper's accuracy at the same value (:func:`paper.paper_ablation`; another model and split, so its
+    level is not comparable, only its shape). A line names the points not run yet."""
+    rows = ablation_rows(run_dir, base)
+    paper, reference = paper_ablation(), load_paper_results()["ablation"]
+    lines = [f"| setting | value | accuracy % (95% CI) | by the response alone % | by an answer phrase alone % | "
+             f"states an answer % | words | loops % | right only here / only at the base (McNemar p) | paper, "
+             f"{reference['model']} % |", "|---" * 10 + "|"]
+    for setting in values:
+        for row in sorted((row for row in rows if row["varied"] in (None, setting)), key=lambda row: row[setting]):
+            low, high = row["ci95"]
+            against = "base point" if row["varied"] is None else (
+                f"{row['gained']} / {row['lost']} (p = {row['p_value']:.2f})" if "p_value" in row else "–")
+            at_paper = paper[setting].get(float(row[setting]))
+            lines.append(f"| {setting} | {row[setting]:g} | {100 * row['accuracy']:.0f} ({100 * low:.0f}–"
+                         f"{100 * high:.0f}) | {100 * row['response_accuracy']:.0f} | "
+                         f"{100 * row['phrase_accuracy']:.0f} | {100 * row['stated']:.0f} | "
+                         f"{row['mean_words']:.0f} | {100 * row['degenerate']:.0f} | {against} | "
+                         f"{'–' if at_paper is None else f'{at_paper:.1f}'} |")
+    done = {tuple(float(row[name]) for name in base) for row in rows}
+    missing = [point_name(_integral(point)) for point in ablation_points(base, values)
+               if tuple(float(point[name]) for name in base) not in done]
+    if missing:
+        lines.append(f"\nNot run yet: {', '.join(missing)}.")
+    return "\n".join(lines)
+
+
+def _integral(point: Mapping[str, Any]) -> dict[str, Any]:
+    """``point`` with its counts as integers, as its folder is named and its run is configured."""
+    return {**point, "n_pairs": int(point["n_pairs"]), "n_demonstrations": int(point["n_demonstrations"])}

@@ -7,7 +7,7 @@
     python -m cachesteer_lite evaluate --model Qwen/Qwen2-0.5B-Instruct --preset paper --task arc_challenge \
         --method baseline cache_steering
     python -m cachesteer_lite results
-    python -m cachesteer_lite ablate --task arc_challenge --limit 100
+    python -m cachesteer_lite ablate --task arc_challenge --limit 100 --max-new-tokens 256
     torchrun --nproc_per_node 4 -m cachesteer_lite evaluate --task piqa --method baseline --dtype auto
 
 Under ``torchrun`` (or ``accelerate launch``) each process takes its share of the batches, on its own GPU, into

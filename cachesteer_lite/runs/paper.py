@@ -1,8 +1,8 @@
 """The paper's numbers: its settings (the defaults of every run) and its results (``data/paper_results.json``).
 
 The JSON transcribes paper-reference section 7: greedy accuracy and mean response words per model, task and
-method, and the five-seed sampling means and standard deviations. Absent results are ``null`` with a ``status``
-saying why (file not available, no such run, or files that contradict the config).
+method, and the five-seed sampling means and standard deviations; and section 3.2, the ablation. Absent results are
+``null`` with a ``status`` saying why (file not available, no such run, or files that contradict the config).
 """
 
 from __future__ import annotations
@@ -109,6 +109,14 @@ _FAMILIES: tuple[tuple[str, str], ...] = (
 def load_paper_results() -> dict[str, Any]:
     """The parsed reference file ``data/paper_results.json``."""
     return json.loads(book_file("data/paper_results.json").read_text(encoding="utf-8"))
+
+
+def paper_ablation() -> dict[str, dict[float, float]]:
+    """The paper's ablation of cache steering, by setting: accuracy in % at each value, one setting varied at a time
+    around its base point. It is Llama-3.2-1B-Instruct on ARC-Challenge's test set (the entry ``ablation`` of the
+    reference file says so), the only model and task the paper ablates."""
+    accuracy = load_paper_results()["ablation"]["accuracy"]
+    return {setting: {float(value): score for value, score in values.items()} for setting, values in accuracy.items()}
 
 
 def paper_model_for(model: str) -> str | None:
