@@ -1,10 +1,11 @@
 """The book's verdicts on the paper's claims, computed from the stored runs: the findings box that opens the book
 (``book/intro.md``) and closes notebook 5 (:func:`findings_markdown`).
 
-Each claim of Belitsky et al. (longer reasoning, accuracy, CoT plus steering, its offset-token control, stability
-against CAA, latency, style transfer) and of Liu et al. (cache augmentation) gets the paper's number, ours, a
-verdict and what it would take to settle it. The verdicts follow fixed rules over the numbers (a paired difference
-counts only at p < 0.05), so they change when the stored runs do; the power calculation says how many questions a
+Each claim of Belitsky et al. (longer reasoning, accuracy greedy and sampled, CoT plus steering, its offset-token
+control, robustness to its settings, stability against CAA, latency, style transfer) and of Liu et al. (cache
+augmentation) gets the paper's number, ours, a verdict and what it would take to settle it. The verdicts follow
+fixed rules over the numbers (a paired difference counts only at p < 0.05, a pooled sampled one only when its 95%
+interval excludes zero), so they change when the stored runs do; the power calculation says how many questions a
 paired test would need to see the paper's SmolLM2 gains, at our runs' rate of changed answers.
 """
 
@@ -15,10 +16,12 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from .runs import budget
+from .runs.ablation import ablation_rows, stored_ablation_dir
 from .runs.answer_source import answer_sources
 from .runs.controls import OffsetEffect, offset_effect
 from .runs.paper import load_paper_results, paper_entry
 from .runs.results import StoredRun, collect_grids, degenerate, stored_results_dir, stored_run, stored_run_folder
+from .runs.sampling import SAMPLED_TASKS, mean_sd, paper_sampled, sampling_summary
 from .runs.statistics import paired_comparison, paired_sample_size
 
 STORED_MODEL = "smollm2-135m-instruct"  # the model of the book's stored runs
@@ -123,9 +126,11 @@ def comparison_row(claim: str, method: str, counterpart: str) -> Finding:
     ours = ", ".join(f"{task} {c['difference']:+.1f} ({c['only_first']} vs {c['only_second']} items, "
                      f"p = {c['p_value']:.2f})" for task, c in comparisons.items())
     sources = {task: answer_sources(stored(task, method).records) for task in CHOICE_TASKS}
-    stated = ", ".join(f"{task} {100 * s.stated / s.n:.0f}%" for task, s in sources.items())
-    ours += (f"; {method} responses that state an option themselves: {stated} (the rest are scored by the "
-             "unsteered extraction step: the reproducibility page's \"who chose the answer\")")
+    stated = ", ".join(f"{task} {100 * s.stated / s.n:.0f}% ({100 * (s.stated - s.opening_only) / s.n:.0f}%)"
+                       for task, s in sources.items())
+    ours += (f"; {method} responses that state an option themselves (in brackets: by an answer phrase, not a bare "
+             f"opening \"A:\"): {stated}; the others are scored by the unsteered extraction step (the "
+             "reproducibility page's \"who chose the answer\")")
     to_settle = (f"At 80% power and our rate of changed answers: {questions_needed(comparisons, method, counterpart)}. "
                  "Where that exceeds the split, no run of the paper's size could show the gain at our rate; the next "
                  "step is the paper's own model on whole splits with its 768 tokens (its own rate of changed answers "
@@ -164,6 +169,87 @@ def control_row() -> Finding:
                    f"300 questions per task: {ours}", verdict,
                    "The control on the paper's own models; meanwhile a steering run's own effect is its difference "
                    "from this control as well as from the baseline (the reproducibility page)")
+
+
+def ablation_row() -> Finding:
+    """The paper's ablation: accuracy barely moves when one setting of cache steering is varied at a time. Judged by
+    the paired test of each point against the base point, and read beside what the setting does to the answers."""
+    rows = ablation_rows(stored_ablation_dir(STORED_MODEL))
+    if not rows:
+        raise FileNotFoundError(f"no stored ablation in {stored_ablation_dir(STORED_MODEL)}")
+    base = next(row for row in rows if row["varied"] is None)
+    varied = [row for row in rows if row["varied"] is not None]
+    moved = [f"{row['varied']} {row[row['varied']]:g}" for row in varied if row["p_value"] < SIGNIFICANT]
+    accuracy = [100 * row["accuracy"] for row in rows]
+    ranges = {setting: [row for row in rows if row["varied"] in (None, setting)]
+              for setting in dict.fromkeys(row["varied"] for row in varied)}
+    widest = max(ranges, key=lambda setting: max(row["mean_words"] for row in ranges[setting])
+                 - min(row["mean_words"] for row in ranges[setting]))
+    span = sorted(ranges[widest], key=lambda row: row[widest])
+    ours = (f"{len(rows)} points on the same {base['n']} held-out ARC questions: accuracy "
+            f"{min(accuracy):.0f}-{max(accuracy):.0f}% (base {100 * base['accuracy']:.0f}%), "
+            f"{len(moved)} of {len(varied)} points differ from the base at p < {SIGNIFICANT}; {widest} from "
+            f"{span[0][widest]:g} to {span[-1][widest]:g} takes answers from {words(span[0]['mean_words'])} to "
+            f"{words(span[-1]['mean_words'])}, {100 * span[0]['degenerate']:.0f}% to "
+            f"{100 * span[-1]['degenerate']:.0f}% loop, the responses that state an answer from "
+            f"{100 * span[0]['stated']:.0f}% to {100 * span[-1]['stated']:.0f}%, and accuracy by the response alone "
+            f"from {100 * span[0]['response_accuracy']:.0f}% to {100 * span[-1]['response_accuracy']:.0f}% (by an "
+            f"answer phrase {100 * span[0]['phrase_accuracy']:.0f}% to {100 * span[-1]['phrase_accuracy']:.0f}%)")
+    if moved:
+        verdict = f"**Not reproduced**: accuracy moves beyond chance at {', '.join(moved)}"
+    else:
+        verdict = ("**Holds for accuracy**, which no setting moves beyond chance; not for the answers, which "
+                   f"{widest} changes from end to end")
+    reference = load_paper_results()["ablation"]
+    paper = [score for grid in reference["accuracy"].values() for score in grid.values()]
+    return Finding("Cache steering is robust to its settings (the paper's ablation)",
+                   f"{reference['model']} on ARC-Challenge's test set: {len(paper)} points, accuracy "
+                   f"{min(paper):.1f}-{max(paper):.1f}%", ours, verdict,
+                   f"More questions per point (a 95% interval of {100 * (base['ci95'][1] - base['ci95'][0]) / 2:.0f} "
+                   f"points either side at {base['n']}) and the paper's grids on its own model, on held-out "
+                   "questions")
+
+
+def sampling_row() -> Finding:
+    """The paper's sampling table: cache steering ahead of the baseline on average over five sampled seeds. Judged by
+    the bias pooled over the seeds, whose 95% bootstrap interval over the questions must exclude zero."""
+    found = {task: sampling_summary(task, STORED_MODEL) for task in SAMPLED_TASKS}
+    summaries = {task: summary for task, summary in found.items() if summary is not None}
+    if not summaries:
+        raise FileNotFoundError(f"no stored sampling runs of both methods on {', '.join(SAMPLED_TASKS)}")
+    unsampled = [task for task in SAMPLED_TASKS if task not in summaries]
+    paper: list[str] = []
+    ours: list[str] = []
+    for task, summary in summaries.items():
+        base, steered = (paper_sampled(task, method, PAPER_MODEL) for method in ("baseline", "cache_steering"))
+        if base and steered:
+            paper.append(f"{task} {steered[0] - base[0]:+.2f} ({base[0]:.2f} ± {base[1]:.2f} -> "
+                         f"{steered[0]:.2f} ± {steered[1]:.2f})")
+        (base_mean, base_sd), (steered_mean, steered_sd) = mean_sd(summary.baseline), mean_sd(summary.steered)
+        low, high = summary.pooled["ci95"]
+        ours.append(f"{task} {summary.pooled['mean']:+.1f} [{low:+.1f}, {high:+.1f}] ({base_mean:.1f} ± "
+                    f"{base_sd or 0:.1f} -> {steered_mean:.1f} ± {steered_sd or 0:.1f}; steering ahead at "
+                    f"{sum(bias > 0 for bias in summary.bias)} of {len(summary.bias)} seeds)")
+    intervals = {task: summary.pooled["ci95"] for task, summary in summaries.items()}
+    better = [task for task, (low, _) in intervals.items() if low > 0]
+    worse = [task for task, (_, high) in intervals.items() if high < 0]
+    widths = [high - low for low, high in intervals.values()]
+    n, seeds = summary.pairs[0].n, len(summary.pairs)  # the same for every task (one script made them)
+    shrink = (n / 300) ** 0.5  # the intervals' width at the greedy table's 300 questions, relative to ours
+    if worse:
+        verdict = f"**Contradicted** on {', '.join(worse)}" + (f", confirmed on {', '.join(better)}" if better else "")
+    elif better:
+        verdict = f"**Confirmed** on {', '.join(better)}"
+    else:
+        verdict = f"**Not confirmed**: the pooled interval holds zero on {', '.join(summaries)}"
+    return Finding("Sampled, cache steering is ahead of the baseline on average (the paper's sampling table)",
+                   f"points, SmolLM2-360M, mean ± sd over 5 seeds: {'; '.join(paper)}",
+                   f"points pooled over {seeds} seeds, [95% bootstrap interval over {n} questions]: {'; '.join(ours)}",
+                   verdict, (f"The sampled runs of {', '.join(unsampled)}; the" if unsampled else "The")
+                   + f" paper's model on the whole splits: at {n} questions our pooled intervals are "
+                   f"{min(widths):.0f}-{max(widths):.0f} points wide, and the 300 questions of the greedy table would "
+                   f"narrow them only to about {min(widths) * shrink:.0f}-{max(widths) * shrink:.0f} (an interval "
+                   "narrows as one over the square root of the questions)")
 
 
 def length_row() -> Finding:
@@ -216,10 +302,12 @@ def stability_row() -> Finding:
     ours = (f"answers that loop at the strongest setting of each held-out grid, mean over tasks: CAA "
             f"{loops.get('caa', float('nan')):.0f}% (at the layer each grid chose), cache steering "
             f"{loops.get('cache_steering', float('nan')):.0f}%")
+    searched = []  # tasks whose CAA grid covers several layers
     for task in CHOICE_TASKS:
         caa = [point for point in grid if point["task"] == task and point["method"] == "caa"]
         layers = sorted({point["layer"] for point in caa})
         if len(layers) > 1:
+            searched.append(task)
             top = max(point["coefficient"] for point in caa)
             at_top = {point["layer"]: point for point in caa if point["coefficient"] == top}
             ours += (f"; {task}, CAA at multiplier {top:g}: " + ", ".join(
@@ -230,9 +318,9 @@ def stability_row() -> Finding:
                else "**Not confirmed**: cache steering loops as often as CAA at its strongest")
     return Finding("Cache steering is more stable than activation steering (CAA)",
                    "accuracy varies less over `c` than over CAA's multiplier", ours, verdict,
-                   "Grids of at least 100 held-out questions, CAA over several layers on every task (ARC-Challenge "
-                   "has three), the two scales matched by effect, and a loop measure that also sees loops without "
-                   "spaces.")
+                   "Grids of at least 100 held-out questions, CAA over several layers on every task (so far "
+                   f"{', '.join(searched) or 'none'}), the two scales matched by effect, and a loop measure that also "
+                   "sees loops without spaces.")
 
 
 def latency_row() -> Finding:
@@ -288,12 +376,12 @@ def augmentation_row() -> Finding:
 
 
 def evaluation_findings() -> list[Finding]:
-    """The claims of the paper's results table (notebook 5): longer answers, accuracy, CoT plus steering, and its
-    control (the offset token alone)."""
+    """The claims of the paper's results table and its ablation (notebook 5): longer answers, accuracy, CoT plus
+    steering, its control (the offset token alone), and robustness to the settings."""
     return [length_row(),
             comparison_row("Cache steering raises accuracy", "cache_steering", "baseline"),
             comparison_row("Steering adds to a CoT prompt", "cache_steering_cot", "cot"),
-            control_row()]
+            sampling_row(), control_row(), ablation_row()]
 
 
 def findings() -> list[Finding]:
@@ -302,9 +390,8 @@ def findings() -> list[Finding]:
 
 
 def findings_markdown(rows: Sequence[Finding] | None = None) -> str:
-    """The findings as Markdown (the block ``findings`` of the landing page): one item per claim, the verdict
-    first, then our numbers, the paper's and what would settle it. A list rather than a five-column table: it reads
-    on a phone as well as on a desktop."""
+    """The findings as Markdown (the block ``findings`` of the landing page): one item per claim, the verdict first,
+    then our numbers, the paper's and what would settle it; a list, not a five-column table, reads on a phone."""
     items = []
     for row in findings() if rows is None else rows:
         ours, paper, to_settle = (text.rstrip(".") for text in (row.ours, row.paper, row.to_settle))

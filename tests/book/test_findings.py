@@ -6,7 +6,9 @@ import json
 from pathlib import Path
 
 from cachesteer_lite import findings
+from cachesteer_lite.runs.ablation import ablation_rows, ablation_table, stored_ablation_dir
 from cachesteer_lite.runs.answer_source import source_table
+from cachesteer_lite.runs.sampling import SAMPLED_TASKS, sampling_summary
 from cachesteer_lite.runs.statistics import paired_sample_size
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,9 +45,9 @@ def test_the_accuracy_row_recounts_the_stored_records() -> None:
 def test_every_claim_of_both_papers_has_a_row() -> None:
     box = findings.findings_markdown()
     claims = [row.claim for row in findings.findings()]
-    assert len(claims) == 8 and all(f"- **{claim}.** *Verdict:* **" in box for claim in claims)
+    assert len(claims) == 10 and all(f"- **{claim}.** *Verdict:* **" in box for claim in claims)
     assert all(row.verdict.startswith("**") for row in findings.findings())
-    assert [row.claim for row in findings.evaluation_findings()] == claims[:4]
+    assert [row.claim for row in findings.evaluation_findings()] == claims[:6]
 
 
 def test_notebook_5_ends_with_the_landing_pages_verdicts() -> None:
@@ -57,12 +59,25 @@ def test_notebook_5_ends_with_the_landing_pages_verdicts() -> None:
     assert shown == [findings.findings_markdown(findings.evaluation_findings())]
 
 
-def test_notebook_5_shows_the_answer_sources_of_the_stored_runs() -> None:
+def _shown_markdown(call: str) -> list[str]:
+    """The Markdown outputs of notebook 5's code cells that make ``call``."""
     notebook = json.loads((ROOT / "notebooks" / "05_evaluation.ipynb").read_text(encoding="utf-8"))
-    shown = ["".join(output["data"]["text/markdown"]) for cell in notebook["cells"] if cell["cell_type"] == "code"
-             and "source_table(" in "".join(cell["source"]) for output in cell["outputs"]
-             if "text/markdown" in output.get("data", {})]
-    assert shown == [source_table(model=findings.STORED_MODEL)]
+    return ["".join(output["data"]["text/markdown"]) for cell in notebook["cells"] if cell["cell_type"] == "code"
+            and call in "".join(cell["source"]) for output in cell["outputs"]
+            if "text/markdown" in output.get("data", {})]
+
+
+def test_notebook_5_shows_the_answer_sources_and_the_ablation_of_the_stored_runs() -> None:
+    assert _shown_markdown("source_table(") == [source_table(model=findings.STORED_MODEL)]
+    assert _shown_markdown("ablation_table(") == [ablation_table(stored_ablation_dir(findings.STORED_MODEL))]
+
+
+def test_the_ablation_row_follows_the_paired_tests_against_the_base_point() -> None:
+    row = findings.ablation_row()
+    varied = [point for point in ablation_rows(stored_ablation_dir(findings.STORED_MODEL)) if point["varied"]]
+    moved = [point for point in varied if point["p_value"] < findings.SIGNIFICANT]
+    assert row.verdict.startswith("**Not reproduced**" if moved else "**Holds for accuracy**")
+    assert f"{len(moved)} of {len(varied)} points differ from the base" in row.ours
 
 
 def test_the_control_row_counts_what_the_stored_control_changed() -> None:
@@ -72,3 +87,24 @@ def test_the_control_row_counts_what_the_stored_control_changed() -> None:
         assert f"{task}: {100 * effect.answers_changed / effect.n:.0f}% of the scored answers" in row.ours
     shares = [findings.control_effect(task).answers_changed / 300 for task in findings.CHOICE_TASKS]
     assert row.verdict.startswith("**Holds**" if max(shares) <= findings.CONTROL_TOLERANCE else "**Not reproduced**")
+
+
+def test_the_sampling_row_follows_the_pooled_intervals() -> None:
+    row = findings.sampling_row()
+    intervals = {}
+    for task in SAMPLED_TASKS:
+        summary = sampling_summary(task, findings.STORED_MODEL)
+        if summary is None:  # not sampled yet: the row says so
+            assert f"The sampled runs of {task}" in row.to_settle and task not in row.ours
+            continue
+        intervals[task] = low, high = summary.pooled["ci95"]
+        assert f"{task} {summary.pooled['mean']:+.1f} [{low:+.1f}, {high:+.1f}]" in row.ours
+    assert intervals, "the book ships at least one task's sampled runs"
+    better = [task for task, (low, _) in intervals.items() if low > 0]
+    worse = [task for task, (_, high) in intervals.items() if high < 0]
+    if worse:
+        assert row.verdict.startswith(f"**Contradicted** on {', '.join(worse)}")
+    elif better:
+        assert row.verdict == f"**Confirmed** on {', '.join(better)}"
+    else:
+        assert row.verdict.startswith("**Not confirmed**")
