@@ -117,6 +117,9 @@ def main() -> int:
     # The kernels inherit this environment; `python` on the PATH is this interpreter (the kernel spec calls it).
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
     os.environ["CACHESTEER_RUN_SIZE"] = args.size
+    # Progress bars in a kernel become widgets, which a written-back notebook would keep and the pages cannot show.
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     if args.model:
         os.environ["CACHESTEER_MODEL"] = args.model
     problem = data_problem()

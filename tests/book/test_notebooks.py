@@ -165,3 +165,17 @@ def test_no_widget_outputs(notebook):
     path, nb = notebook
     outputs = [out for cell in nb.cells if cell.cell_type == "code" for out in cell.get("outputs", [])]
     assert not any("application/vnd.jupyter.widget-view+json" in out.get("data", {}) for out in outputs), path.name
+    assert "widgets" not in nb.metadata, f"{path.name}: widget state saved with the notebook"
+
+
+def test_every_figure_has_alt_text(notebook):
+    """Each cell that draws a figure says what it shows in ``mystnb.image.alt``: without it the page's image reads
+    as its file name to a screen reader, and the site check (scripts/check_site.py) fails at the end of CI."""
+    path, nb = notebook
+    for index, cell in enumerate(nb.cells):
+        draws = cell.cell_type == "code" and ("plt.show()" in cell.source
+                                              or any("image/png" in out.get("data", {})
+                                                     for out in cell.get("outputs", [])))
+        if draws:
+            alt = cell.metadata.get("mystnb", {}).get("image", {}).get("alt", "")
+            assert len(alt.split()) >= 5, f"{path.name}, cell {index}: a figure without alt text"
