@@ -23,7 +23,7 @@ from .core import prompts, steering
 from .core.deviations import Deviation, markdown_table
 from .course import guide
 from .files import checkout
-from .runs import answer_source, budget, controls, results, runner
+from .runs import ablation, answer_source, budget, controls, results, runner, sampling
 from .runs.paper import BEST_ARGS
 from .runs.results import StoredRun, collect, comparison_table, stored_results_dir
 from .tasks import contrastive, data, scoring
@@ -112,11 +112,11 @@ RUN_DEVIATIONS: tuple[Deviation, ...] = (
         "the cached mode (each new token steered once and kept in the cache), the same 100 pairs of 5 "
         "demonstrations as cache steering, layer 15 of 30 (mid-depth, like the paper's 14–17 of 32), the "
         "multiplier chosen from {0.5, 1, 3, 8} on the same 50 held-out items (`scripts/reproduce_table.sh TASK "
-        "caa`); on ARC-Challenge the grid also has layers 5 and 25, and still chose layer 15",
+        "caa`); on ARC-Challenge and CommonsenseQA the grid also has layers 5 and 25, and still chose layer 15",
         "the paper's mode costs a whole-sequence pass per token, which a CPU cannot afford at 256 tokens; in it, "
         "earlier tokens are re-read unsteered, in ours they stay steered (notebook 6 times all three modes). The "
-        "layer search covers ARC-Challenge only so far; on the other tasks another layer could still do better "
-        "than layer 15",
+        "layer search covers ARC-Challenge and CommonsenseQA so far; on PIQA and GSM8K another layer could still do "
+        "better than layer 15",
     ),
     Deviation(
         "Demonstrations in the notebooks' live runs",
@@ -184,13 +184,16 @@ def speed_table(report: dict[str, Any]) -> str:
 
 
 def page_blocks() -> dict[str, dict[str, str]]:
-    """The generated blocks of each page, by page and block name: the results table, the deviation tables, the
-    speed table, and the course guide's exercise and session tables (from the notebooks of the checkout)."""
+    """The generated blocks of each page, by page and block name: the results table, the answer sources, the offset
+    control, the ablation, the sampling table, the deviation tables, the speed table, and the course guide's exercise
+    and session tables (from the notebooks of the checkout)."""
     report = json.loads((stored_results_dir() / CORE_BENCHMARK).read_text(encoding="utf-8"))
     speed = {"speed-table": speed_table(report)}
     blocks = {"results-table": comparison_table(collect(model=STORED_MODEL)),
               "answer-sources": answer_source.source_table(model=STORED_MODEL),
-              "offset-control": controls.offset_table(STORED_MODEL)}
+              "offset-control": controls.offset_table(STORED_MODEL),
+              "ablation": ablation.ablation_table(ablation.stored_ablation_dir(STORED_MODEL)),
+              "sampling": sampling.sampling_table(STORED_MODEL)}
     blocks.update({name: markdown_table(rows) for name, rows in DEVIATION_GROUPS.items()})
     pages = {PAGE: blocks | speed, README: speed, COLAB_PAGE: {"gpu-table": budget.gpu_table()},
              LANDING_PAGE: {"findings": findings.findings_markdown()}}
