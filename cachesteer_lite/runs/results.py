@@ -39,9 +39,10 @@ def load_run(run_dir: str | Path) -> StoredRun:
     return StoredRun(result, read_records(run_dir / result["runs"][0]["items_file"]))
 
 
-def stored_run_folder(task: str, method: str, model: str) -> Path:
-    """Where the stored run of ``model`` (a name or hub id) for ``method`` on ``task`` lies."""
-    return stored_results_dir() / model.replace("/", "__") / task / method
+def stored_run_folder(task: str, method: str, model: str, results_dir: Path | None = None) -> Path:
+    """Where the run of ``model`` (a name or hub id) for ``method`` on ``task`` lies under ``results_dir`` (default:
+    the book's stored results); its sampling run lies in the ``sampling`` folder inside."""
+    return (results_dir or stored_results_dir()) / model.replace("/", "__") / task / method
 
 
 def stored_run(task: str, method: str, model: str) -> StoredRun | None:

@@ -21,7 +21,7 @@ from typing import Any
 from .answer_source import AnswerSources, answer_sources
 from .paper import paper_entry, paper_model_for
 from .records import read_json, read_records
-from .results import load_run, stored_results_dir
+from .results import load_run, stored_run_folder
 from .statistics import bootstrap_mean, paired_comparison
 
 BASELINE, STEERING = "baseline", "cache_steering"
@@ -90,12 +90,6 @@ def mean_sd(values: list[float]) -> tuple[float, float | None]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
 
 
-def method_dir(task: str, method: str, model: str, results_dir: Path | None = None) -> Path:
-    """Where ``model``'s greedy run of ``method`` on ``task`` lies (default: the book's stored results); its
-    sampling run lies in the ``sampling`` folder inside."""
-    return (results_dir or stored_results_dir()) / model.replace("/", "__") / task / method
-
-
 def seed_records(run_dir: Path) -> tuple[dict[str, Any], dict[int, dict[int, dict]]]:
     """A finished sampling run's results and its records, by seed and then by item index."""
     result = read_json(run_dir / "results.json")
@@ -140,7 +134,7 @@ def greedy_accuracy(run_dir: Path, items: set[int]) -> float | None:
 def sampling_summary(task: str, model: str, results_dir: Path | None = None) -> SamplingSummary | None:
     """The sampled baseline and cache steering of ``model`` on ``task`` (default: the book's stored runs), seed by
     seed; None while either run is missing."""
-    dirs = [method_dir(task, method, model, results_dir) / "sampling" for method in (BASELINE, STEERING)]
+    dirs = [stored_run_folder(task, method, model, results_dir) / "sampling" for method in (BASELINE, STEERING)]
     if not all((folder / "results.json").is_file() for folder in dirs):
         return None
     (baseline_result, baseline), (steered_result, steered) = (seed_records(folder) for folder in dirs)
@@ -156,6 +150,7 @@ def sampling_summary(task: str, model: str, results_dir: Path | None = None) -> 
 
 
 def _spread(values: list[float], signed: bool = False) -> str:
+    """Mean ± sd of ``values`` as the paper prints them (two decimals; the mean alone for one value)."""
     mean, sd = mean_sd(values)
     text = f"{mean:+.2f}" if signed else f"{mean:.2f}"
     return text if sd is None else f"{text} ± {sd:.2f}"
@@ -204,4 +199,5 @@ def sampling_table(model: str, tasks: tuple[str, ...] = SAMPLED_TASKS, results_d
 
 
 def _reported(entry: tuple[float, float] | None) -> str:
+    """The paper's mean ± sd, or a dash where it reports none."""
     return "–" if entry is None else f"{entry[0]:.2f} ± {entry[1]:.2f}"

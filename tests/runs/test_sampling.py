@@ -10,6 +10,7 @@ from cachesteer_lite.runs.answer_source import stated_answer
 from cachesteer_lite.runs.config import EvalConfig
 from cachesteer_lite.runs.paper import PAPER_SEEDS
 from cachesteer_lite.runs.records import read_json, read_records
+from cachesteer_lite.runs.results import stored_run_folder
 from cachesteer_lite.runs.runner import evaluate, run_directory
 from cachesteer_lite.runs.sampling import (
     BASELINE,
@@ -17,7 +18,6 @@ from cachesteer_lite.runs.sampling import (
     compare_seeds,
     item_gains,
     mean_sd,
-    method_dir,
     response_alone,
     sampling_summary,
     sampling_table,
@@ -67,12 +67,12 @@ def test_the_summary_is_recounted_from_real_sampled_runs(smollm2, tmp_path: Path
     summary = sampling_summary("arc_challenge", MODEL, tmp_path)
     assert summary is not None and [pair.seed for pair in summary.pairs] == [1, 2]
     for pair in summary.pairs:
-        sampled = {method: read_records(method_dir("arc_challenge", method, MODEL, tmp_path) / "sampling"
+        sampled = {method: read_records(stored_run_folder("arc_challenge", method, MODEL, tmp_path) / "sampling"
                                         / f"items_seed{pair.seed}.jsonl") for method in (BASELINE, STEERING)}
         assert pair.n == 3
         assert pair.baseline_correct == sum(r["correct"] for r in sampled[BASELINE].values())
         assert pair.steered_correct == sum(r["correct"] for r in sampled[STEERING].values())
-    greedy = read_records(method_dir("arc_challenge", BASELINE, MODEL, tmp_path) / "items.jsonl")
+    greedy = read_records(stored_run_folder("arc_challenge", BASELINE, MODEL, tmp_path) / "items.jsonl")
     assert summary.greedy_baseline == pytest.approx(100 * sum(r["correct"] for r in greedy.values()) / 3)
     row = next(line for line in sampling_table(MODEL, results_dir=tmp_path).splitlines()
                if line.startswith("| arc_challenge |"))
@@ -86,8 +86,8 @@ def test_the_stored_sampling_runs_are_recounted_from_their_records(task: str) ->
     summary = sampling_summary(task, MODEL)
     assert summary is not None, f"the book ships the sampled baseline and cache steering of {task}"
     assert tuple(pair.seed for pair in summary.pairs) == PAPER_SEEDS
-    folders = {method: method_dir(task, method, MODEL) / "sampling" for method in (BASELINE, STEERING)}
-    greedy = read_json(method_dir(task, STEERING, MODEL) / "results.json")["config"]
+    folders = {method: stored_run_folder(task, method, MODEL) / "sampling" for method in (BASELINE, STEERING)}
+    greedy = read_json(stored_run_folder(task, STEERING, MODEL) / "results.json")["config"]
     steered_config = read_json(folders[STEERING] / "results.json")["config"]
     assert all(steered_config[key] == greedy[key] for key in ("n_pairs", "n_demonstrations", "c_values"))
     for method, accuracies, sources in ((BASELINE, summary.baseline, summary.baseline_sources),
