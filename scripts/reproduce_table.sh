@@ -7,11 +7,10 @@
 # greedy, 256 new tokens, batches of 16; the steering methods choose c_values on 50 held-out items (never the
 # evaluation set) from a grid around the paper's values, with 100 contrastive pairs of 5 demonstrations each.
 # Activation steering (method caa, not in the default list) uses the same pairs and chooses its multiplier on
-# the same held-out items, from 0.5, 1, 3 (the paper's search) and 8, at layer 15 of 30 (mid-depth, where the
-# paper's SmolLM2-360M layers 14-17 of 32 lie): four points against cache steering's three. The paper also
-# searched the layer; on ARC-Challenge and CommonsenseQA the grid adds layers 5 and 25 (PIQA and GSM8K keep one
-# layer, to stay under an hour a row on one CPU thread). It runs in the cached
-# mode: the paper's mode recomputes the whole sequence for every token, which a CPU cannot afford at 256 tokens.
+# the same held-out items, from 0.5, 1, 3 (the paper's search) and 8, and its layer, as the paper did, from 5, 15
+# and 25 of 30 (15 is mid-depth, where the paper's SmolLM2-360M layers 14-17 of 32 lie): twelve points against
+# cache steering's three, about 40 minutes of one CPU thread a task. It runs in the cached mode: the paper's mode
+# recomputes the whole sequence for every token, which a CPU cannot afford at 256 tokens.
 #
 # --preset paper (a GPU; book/colab.md says which GPU runs which model and how long it takes): the paper's own
 # protocol for MODEL, one of its six models (e.g. Qwen/Qwen2-0.5B-Instruct): the whole evaluation splits, 768 new
@@ -48,9 +47,7 @@ for task in "${tasks[@]}"; do
         [ -z "$preset" ] || { echo "unknown preset $preset (the one preset is: paper)" >&2; exit 2; }
         # GSM8K is steered at much smaller coefficients in the paper (1-3) than the multiple-choice tasks (4-10).
         if [ "$task" = gsm8k ]; then grid=(1 2 4); else grid=(2 6 10); fi
-        # CAA's layer: 15 of 30, and on ARC-Challenge and CommonsenseQA also an early and a late one (their stored
-        # grids have all three).
-        case $task in arc_challenge|csqa) layers=(5 15 25) ;; *) layers=(15) ;; esac
+        layers=(5 15 25)  # CAA's layer: early, middle (the paper's relative depth) and late
         python -m cachesteer_lite evaluate --model "$model" --task "$task" --method "$method" --limit 300 \
             --max-new-tokens 256 --batch-size 16 --threads "${THREADS:-2}" --select --select-limit 50 \
             --grid-c-values "${grid[@]}" --grid-n-pairs 100 --grid-n-demonstrations 5 --grid-layers "${layers[@]}" \
