@@ -9,7 +9,7 @@
 # Activation steering (method caa, not in the default list) uses the same pairs and chooses its multiplier on
 # the same held-out items, from 0.5, 1, 3 (the paper's search) and 8, and its layer, as the paper did, from 5, 15
 # and 25 of 30 (15 is mid-depth, where the paper's SmolLM2-360M layers 14-17 of 32 lie): twelve points against
-# cache steering's three, about 40 minutes of one CPU thread a task. It runs in the cached mode: the paper's mode
+# cache steering's three, about 50 minutes of one CPU thread a task. It runs in the cached mode: the paper's mode
 # recomputes the whole sequence for every token, which a CPU cannot afford at 256 tokens.
 #
 # --preset paper (a GPU; book/colab.md says which GPU runs which model and how long it takes): the paper's own
