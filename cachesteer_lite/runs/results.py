@@ -56,9 +56,15 @@ def degenerate(result: dict[str, Any], run_dir: str | Path) -> float:
     runner recorded it, from the answers in its items files (the mean over sampling runs)."""
     if "degenerate" in result:
         return result["degenerate"]
-    shares = [degenerate_share([r["response"] for r in read_records(Path(run_dir) / run["items_file"]).values()])
-              for run in result["runs"]]
+    shares = measured_loop_shares(result, run_dir)
     return sum(shares) / len(shares)
+
+
+def measured_loop_shares(result: dict[str, Any], run_dir: str | Path) -> list[float]:
+    """The share of degenerate answers of each run of a stored result (one per sampling seed), measured now from
+    the answers in its items files: what its ``degenerate`` fields hold while the measure stays the same."""
+    return [degenerate_share([r["response"] for r in read_records(Path(run_dir) / run["items_file"]).values()])
+            for run in result["runs"]]
 
 
 def collect(results_dir: str | Path | None = None, model: str | None = None,

@@ -10,7 +10,10 @@ import pytest
 
 from cachesteer_lite.__main__ import main
 from cachesteer_lite.runs.paper import load_paper_results, paper_entry, paper_model_for
-from cachesteer_lite.runs.results import collect, collect_grids, compare, comparison_table
+from cachesteer_lite.runs.records import read_json, read_records
+from cachesteer_lite.runs.results import collect, collect_grids, compare, comparison_table, measured_loop_shares
+from cachesteer_lite.style.transfer import style_run_dir
+from cachesteer_lite.tasks.quality import degenerate_share
 
 from conftest import REPO
 
@@ -154,6 +157,26 @@ def test_collect_grids_agrees_with_the_stored_selection_files() -> None:
             assert 0 <= matches[0]["degenerate"] <= 1
             stored += 1
     assert stored >= 40  # the stored table: 8 cache-steering rows x 3 coefficients, 4 CAA rows x 4 multipliers
+
+
+def test_every_stored_loop_share_agrees_with_the_loop_measure() -> None:
+    # a change to tasks.quality must be followed by scripts/rescore_loops.py, or the stored shares go stale
+    checked = 0
+    for path in RESULTS_DIR.rglob("results.json"):
+        result = read_json(path)
+        if "degenerate" in result:  # older results are measured whenever they are read
+            shares = measured_loop_shares(result, path.parent)
+            assert [run["degenerate"] for run in result["runs"]] == shares, path
+            assert result["degenerate"] == pytest.approx(sum(shares) / len(shares)), path
+            checked += 1
+    assert checked >= 70
+    summary = read_json(RESULTS_DIR / "smollm2-135m-instruct" / "style_transfer" / "summary.json")
+    for row in summary["rows"]:
+        style = None if row["steered_style"] == "unsteered" else row["steered_style"]
+        records = read_records(style_run_dir(RESULTS_DIR, summary["model"], style, row["c_values"]) / "items.jsonl")
+        assert row["degenerate_share"] == degenerate_share([record["response"] for record in records.values()])
+    piqa_caa = read_json(RESULTS_DIR / "smollm2-135m-instruct" / "piqa" / "caa" / "results.json")
+    assert piqa_caa["degenerate"] == 1.0  # every answer "-$-$-$...": a loop without words
 
 
 def test_the_results_command_prints_every_stored_run(capsys: pytest.CaptureFixture) -> None:

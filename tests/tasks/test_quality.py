@@ -27,6 +27,17 @@ def test_short_texts_have_no_room_for_a_loop() -> None:
     assert repetition_rate("") == 0.0
 
 
+def test_loops_without_words_are_measured_on_characters() -> None:
+    # late-layer CAA in the stored grids: symbols with no words, and words run together
+    symbols, run_together = "-$" * 60, "B: " + "Baking" * 40
+    assert is_degenerate(symbols) and is_degenerate(run_together)
+    assert repetition_rate("C: Earth rotates on its axis " + "nearly" * 50) > 0.9  # a few words, then one long "word"
+    # few words, or long ones, without a loop stay clean, and a short text still has no room for one
+    assert not is_degenerate("Photosynthesis requires chlorophyll-containing chloroplasts.")
+    assert not is_degenerate("Onthatdayofspringnextyearthebirdsmigratedfromthelake")
+    assert repetition_rate("-$-$-$-$") == 0.0  # 8 characters < 2 * 8
+
+
 def test_share_and_bad_input() -> None:
     assert degenerate_share(["a b c d " * 5, "one two three four five six seven eight nine"]) == 0.5
     with pytest.raises(ValueError, match="no texts"):
