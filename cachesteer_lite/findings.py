@@ -319,8 +319,8 @@ def stability_row() -> Finding:
     return Finding("Cache steering is more stable than activation steering (CAA)",
                    "accuracy varies less over `c` than over CAA's multiplier", ours, verdict,
                    "Grids of at least 100 held-out questions, " + ("" if set(searched) == set(CHOICE_TASKS) else
-                   f"CAA over several layers on every task (so far {', '.join(searched) or 'none'}), ") + "the two "
-                   "scales matched by effect, and a loop measure that also sees loops without spaces.")
+                   f"CAA over several layers on every task (so far {', '.join(searched) or 'none'}), ") + "and the two "
+                   "scales matched by effect.")
 
 
 def latency_row() -> Finding:
