@@ -7,7 +7,7 @@ directory:
 * ``items.jsonl`` (``items_seed{S}.jsonl`` per sampling run): one record per item, appended as each batch
   completes (:mod:`records`), so an interrupted run resumes where it stopped and the file holds each item once;
 * ``run.json``: the settings the records were made with (a rerun with other settings is refused) and every
-  session that worked on the run, so that the wall time of a resumed run adds up (:class:`RunLog`);
+  session that worked on the run, so that the wall time of a resumed run adds up (:mod:`run_log`);
 * ``results.json``: accuracy with a 95% Wilson interval, mean output length in tokens and words, the share of
   degenerate answers, the padding efficiency of its batches (real tokens over the token slots they allocate,
   prompt plus ``max_new_tokens`` a row), the full configuration, library versions, hardware and wall time.
@@ -45,7 +45,8 @@ from .methods import VECTOR_FILE, Method, Prepared, get_method, reuse_saved_vect
 from .paper import PAPER_OPTIONS, PAPER_SEEDS, PAPER_SETTINGS
 from .parallel import World, batch_share, current_world, gather_records, main_first, process_group, read_in_step
 from .provenance import hardware, versions
-from .records import append_new_records, append_records, read_json, write_json
+from .records import append_new_records, append_records, write_json
+from .run_log import RunLog, finished_results
 from .statistics import wilson_interval
 
 # (what, paper, ours, why) for the evaluation protocol.
@@ -152,65 +153,6 @@ def relevant_settings(config: EvalConfig) -> dict[str, Any]:
     return json.loads(json.dumps(values))
 
 
-class RunLog:
-    """``run.json`` of a run directory: the settings its records were made with, and every session that worked on
-    it (start, wall time, records found and added), so that a resumed run's wall time adds up.
-
-    Opening it refuses a directory whose run has other settings. A run written before sessions were recorded
-    counts its earlier wall time (from its results.json) as one session. With ``writes`` False (the other
-    processes of a parallel run) it checks the settings but leaves the file to the main process.
-    """
-
-    def __init__(self, run_dir: Path, settings: dict[str, Any], writes: bool = True) -> None:
-        self.path = run_dir / "run.json"
-        self.settings, self.writes = settings, writes
-        self.sessions: list[dict[str, Any]] = []
-        if self.path.is_file():
-            previous = read_json(self.path)
-            changed = sorted(k for k in set(previous["settings"]) | set(settings)
-                             if previous["settings"].get(k) != settings.get(k))
-            if changed:
-                raise ValueError(f"{run_dir} holds a run with other settings ({', '.join(changed)}: "
-                                 f"{[previous['settings'].get(k) for k in changed]} there, "
-                                 f"{[settings.get(k) for k in changed]} now); use another output directory")
-            self.sessions = previous.get("sessions") or self._earlier_session(run_dir / "results.json")
-        self.sessions.append({"started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                              "wall_time_s": 0.0, "records_found": None, "records_added": 0})
-        self.save()
-
-    @staticmethod
-    def _earlier_session(results: Path) -> list[dict[str, Any]]:
-        if not results.is_file():
-            return []
-        return [{"started": None, "wall_time_s": read_json(results)["wall_time_s"], "records_found": None,
-                 "records_added": None, "note": "before sessions were recorded"}]
-
-    def update(self, wall_time_s: float, *, found: int | None = None, added: int = 0) -> None:
-        """Record this session's wall time so far, and add the records it found on disk (once per items file) and
-        the records it added."""
-        current = self.sessions[-1]
-        current["wall_time_s"] = round(wall_time_s, 3)
-        if found is not None:
-            current["records_found"] = (current["records_found"] or 0) + found
-        current["records_added"] += added
-        self.save()
-
-    def save(self) -> None:
-        """Write ``run.json`` (atomically: a reader sees the old file or the new one) if this log writes it."""
-        if self.writes:
-            write_json(self.path, {"settings": self.settings, "sessions": self.sessions})
-
-    @property
-    def wall_time_s(self) -> float:
-        """The wall time of every session, added up."""
-        return round(sum(session["wall_time_s"] for session in self.sessions), 3)
-
-    @property
-    def resumes(self) -> int:
-        """Sessions that found records of this run already on disk."""
-        return sum(bool(session["records_found"]) for session in self.sessions)
-
-
 def _extract(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, task: Task, config: EvalConfig,
              items: Sequence[Item], transcripts: Sequence[str], responses: Sequence[str]) -> list[Extraction]:
     """Score a batch: GSM8K by its last number, multiple choice through the (unsteered) suffix step."""
@@ -307,11 +249,15 @@ def _evaluate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, config
     started = time.perf_counter()
     config = resolve_config(config, model)
     task, method = get_task(config.task), get_method(config.method)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    log = RunLog(run_dir, relevant_settings(config), writes=world.is_main)
     items = load_items(task, config.split, config.limit, config.start)
     if not items:
         raise ValueError(f"no {config.task} {config.split} items from {config.start} (limit {config.limit})")
+    settings, files = relevant_settings(config), [items_file(seed) for seed in config.seeds or (None,)]
+    finished = finished_results(run_dir, settings, files, (item.index for item in items))
+    if finished is not None:  # left as it is: its results keep the provenance of the sessions that made them
+        return finished
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log = RunLog(run_dir, settings, writes=world.is_main)
     memo = memo if memo is not None else {}
     with main_first(world):  # the others load the vector the main process saved: all steer with the same one
         saved = reuse_saved_vector(method, model, config, run_dir, memo)

@@ -86,11 +86,13 @@ def test_resume_skips_finished_items_and_matches_a_fresh_run(smollm2, tmp_path: 
     assert by_index(records) == by_index(_lines(tmp_path / "fresh" / "items.jsonl"))
     assert result["accuracy"] == fresh["accuracy"]
 
-    # A finished run reruns without generating anything.
+    # A finished run reruns without generating anything, and without rewriting any of its files: its results keep
+    # the dates, versions and sessions of the runs that made its records.
     seen.clear()
     monkeypatch.setattr(methods, "generate", spy)
-    evaluate(model, tokenizer, config, interrupted, progress=False)
-    assert seen == [] and len(_lines(interrupted / "items.jsonl")) == 6
+    stored = {path.name: path.read_bytes() for path in interrupted.iterdir()}
+    assert evaluate(model, tokenizer, config, interrupted, progress=False) == json.loads(stored["results.json"])
+    assert seen == [] and {path.name: path.read_bytes() for path in interrupted.iterdir()} == stored
 
 
 def test_results_file_fields(smollm2, tmp_path: Path) -> None:
@@ -327,6 +329,8 @@ def test_a_resumed_steering_run_reuses_its_saved_vector(smollm2, tmp_path: Path,
     own = SteeringVector.load(tmp_path / "run" / "steering_vector")
     other = SteeringVector(torch.randn_like(own.keys), torch.randn_like(own.values), own.metadata)
     memo = {vector_key(SteeringVector, model, resolve_config(config, model)): other}
+    records = (tmp_path / "run" / "items.jsonl").read_text().splitlines(keepends=True)
+    (tmp_path / "run" / "items.jsonl").write_text("".join(records[:2]))  # unfinished again: it has to steer
     evaluate(model, tokenizer, config, tmp_path / "run", memo=memo, progress=False)
     assert (tmp_path / "run" / "steering_vector.safetensors").read_bytes() == saved
     assert torch.equal(next(iter(memo.values())).values, own.values)
@@ -364,5 +368,7 @@ def test_a_run_stored_before_sessions_keeps_its_wall_time(smollm2, tmp_path: Pat
     (tmp_path / "run.json").write_text(json.dumps({"settings": run["settings"]}))  # as written before sessions
     results = json.loads((tmp_path / "results.json").read_text())
     (tmp_path / "results.json").write_text(json.dumps({**results, "wall_time_s": 12.5}))
-    again = evaluate(model, tokenizer, config, tmp_path, progress=False)  # finished: nothing is generated again
+    records = (tmp_path / "items.jsonl").read_text().splitlines(keepends=True)
+    (tmp_path / "items.jsonl").write_text(records[0])  # a record lost: the run has one item left to answer
+    again = evaluate(model, tokenizer, config, tmp_path, progress=False)
     assert again["wall_time_s"] >= 12.5 and again["sessions"] == 2 and again["accuracy"] == first["accuracy"]
