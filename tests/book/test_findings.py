@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from cachesteer_lite import findings
+from cachesteer_lite.findings import common, evaluation
 from cachesteer_lite.runs.ablation import ablation_rows, ablation_table, stored_ablation_dir
 from cachesteer_lite.runs.answer_source import source_table
 from cachesteer_lite.runs.sampling import SAMPLED_TASKS, sampling_summary
@@ -20,22 +21,22 @@ def _comparison(only_first: int, only_second: int, p_value: float, n: int = 300)
 
 
 def test_a_difference_counts_only_beyond_chance() -> None:
-    assert findings.accuracy_verdict({"arc": _comparison(30, 20, 0.20)}).startswith("**Not confirmed**")
-    assert findings.accuracy_verdict({"arc": _comparison(40, 15, 0.001)}) == "**Confirmed** on arc"
-    mixed = findings.accuracy_verdict({"arc": _comparison(40, 15, 0.001), "piqa": _comparison(10, 40, 0.001)})
+    assert common.accuracy_verdict({"arc": _comparison(30, 20, 0.20)}).startswith("**Not confirmed**")
+    assert common.accuracy_verdict({"arc": _comparison(40, 15, 0.001)}) == "**Confirmed** on arc"
+    mixed = common.accuracy_verdict({"arc": _comparison(40, 15, 0.001), "piqa": _comparison(10, 40, 0.001)})
     assert mixed == "**Contradicted** on piqa, confirmed on arc"
 
 
 def test_the_accuracy_row_recounts_the_stored_records() -> None:
-    row = findings.comparison_row("Cache steering raises accuracy", "cache_steering", "baseline")
-    steered = findings.stored("arc_challenge", "cache_steering").records
-    baseline = findings.stored("arc_challenge", "baseline").records
+    row = evaluation.comparison_row("Cache steering raises accuracy", "cache_steering", "baseline")
+    steered = common.stored("arc_challenge", "cache_steering").records
+    baseline = common.stored("arc_challenge", "baseline").records
     only_steered = sum(steered[i]["correct"] and not baseline[i]["correct"] for i in steered)
     only_baseline = sum(baseline[i]["correct"] and not steered[i]["correct"] for i in steered)
     assert f"arc_challenge {100 * (only_steered - only_baseline) / len(steered):+.1f} ({only_steered} vs " \
            f"{only_baseline} items" in row.ours
     # The questions needed: the paper's gain against our share of items that changed.
-    points = findings.paper_gain("arc_challenge", "cache_steering", "baseline")
+    points = common.paper_gain("arc_challenge", "cache_steering", "baseline")
     assert points is not None
     gain = points / 100
     needed = paired_sample_size((only_steered + only_baseline) / len(steered), gain)
@@ -73,24 +74,24 @@ def test_notebook_5_shows_the_answer_sources_and_the_ablation_of_the_stored_runs
 
 
 def test_the_ablation_row_follows_the_paired_tests_against_the_base_point() -> None:
-    row = findings.ablation_row()
+    row = evaluation.ablation_row()
     varied = [point for point in ablation_rows(stored_ablation_dir(findings.STORED_MODEL)) if point["varied"]]
-    moved = [point for point in varied if point["p_value"] < findings.SIGNIFICANT]
+    moved = [point for point in varied if point["p_value"] < common.SIGNIFICANT]
     assert row.verdict.startswith("**Not reproduced**" if moved else "**Holds for accuracy**")
     assert f"{len(moved)} of {len(varied)} points differ from the base" in row.ours
 
 
 def test_the_control_row_counts_what_the_stored_control_changed() -> None:
-    row = findings.control_row()
-    for task in findings.CHOICE_TASKS:
-        effect = findings.control_effect(task)
+    row = evaluation.control_row()
+    for task in common.CHOICE_TASKS:
+        effect = evaluation.control_effect(task)
         assert f"{task}: {100 * effect.answers_changed / effect.n:.0f}% of the scored answers" in row.ours
-    shares = [findings.control_effect(task).answers_changed / 300 for task in findings.CHOICE_TASKS]
-    assert row.verdict.startswith("**Holds**" if max(shares) <= findings.CONTROL_TOLERANCE else "**Not reproduced**")
+    shares = [evaluation.control_effect(task).answers_changed / 300 for task in common.CHOICE_TASKS]
+    assert row.verdict.startswith("**Holds**" if max(shares) <= evaluation.CONTROL_TOLERANCE else "**Not reproduced**")
 
 
 def test_the_sampling_row_follows_the_pooled_intervals() -> None:
-    row = findings.sampling_row()
+    row = evaluation.sampling_row()
     intervals = {}
     for task in SAMPLED_TASKS:
         summary = sampling_summary(task, findings.STORED_MODEL)
