@@ -229,7 +229,8 @@ def evaluate(
     on_batch: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Run ``config`` on its items, resuming from ``run_dir`` if it holds part of the same run, and return
-    (and write to ``run_dir/results.json``) the results.
+    (and write to ``run_dir/results.json``) the results; a run that ``run_dir`` holds finished is read back and
+    left as it is.
 
     Items are batched sorted by prompt length (:func:`batching.length_batches`); after each batch its records are
     appended to the items file and ``on_batch(done, total)`` is called. Items already in the file are not
