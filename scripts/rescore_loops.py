@@ -14,9 +14,9 @@ import statistics
 import sys
 from pathlib import Path
 
-from cachesteer_lite.runs.records import read_json, read_records, write_json
+from cachesteer_lite.runs.records import read_json, write_json
 from cachesteer_lite.runs.results import measured_loop_shares, stored_results_dir
-from cachesteer_lite.style.transfer import style_run_dir
+from cachesteer_lite.style.transfer import style_answers
 from cachesteer_lite.tasks.quality import degenerate_share
 
 
@@ -44,9 +44,7 @@ def rescore_style_summary(path: Path) -> bool:
     results_dir = path.parents[2]  # {results}/{model}/style_transfer/summary.json
     changed = False
     for row in summary["rows"]:
-        style = None if row["steered_style"] == "unsteered" else row["steered_style"]
-        records = read_records(style_run_dir(results_dir, summary["model"], style, row["c_values"]) / "items.jsonl")
-        share = degenerate_share([records[index]["response"] for index in sorted(records)])
+        share = degenerate_share(style_answers(results_dir, summary["model"], row["steered_style"], row["c_values"]))
         if share != row["degenerate_share"]:
             print(f"{path} {row['steered_style']} c={row['c_values']:g}: {row['degenerate_share']} -> {share}")
             row["degenerate_share"], changed = share, True

@@ -52,6 +52,12 @@ def style_run_dir(output_dir: str | Path, model: str, style: str | None, c_value
     return run_directory(output_dir, model, "style_transfer", style or "unsteered") / f"c{c_values:g}"
 
 
+def style_answers(output_dir: str | Path, model: str, style: str | None, c_values: float) -> list[str]:
+    """The answers of one stored run of the grid, in item order: the texts its summary rows score."""
+    records = read_records(style_run_dir(output_dir, model, style, c_values) / "items.jsonl")
+    return [records[index]["response"] for index in sorted(records)]
+
+
 def _row(style: str | None, c_values: float, result: dict, texts: list[str], classifier: StyleClassifier,
          target: str) -> dict[str, Any]:
     """One (steered style, coefficient, scored style) row of the summary."""
@@ -104,8 +110,7 @@ def run_style_transfer(
                                     limit=limit, max_new_tokens=max_new_tokens, batch_size=batch_size)
             run_dir = style_run_dir(output_dir, name, style, float(c))
             result = evaluate(model, tokenizer, config, run_dir, memo=memo, progress=progress)
-            records = read_records(run_dir / "items.jsonl")
-            texts = [records[index]["response"] for index in sorted(records)]
+            texts = style_answers(output_dir, name, style, float(c))
             for target in styles if style is None else (style,):
                 rows.append(_row(style, float(c), result, texts, classifier, target))
     summary = {

@@ -10,9 +10,9 @@ import pytest
 
 from cachesteer_lite.__main__ import main
 from cachesteer_lite.runs.paper import load_paper_results, paper_entry, paper_model_for
-from cachesteer_lite.runs.records import read_json, read_records
+from cachesteer_lite.runs.records import read_json
 from cachesteer_lite.runs.results import collect, collect_grids, compare, comparison_table, measured_loop_shares
-from cachesteer_lite.style.transfer import style_run_dir
+from cachesteer_lite.style.transfer import style_answers
 from cachesteer_lite.tasks.quality import degenerate_share
 
 from conftest import REPO
@@ -172,9 +172,8 @@ def test_every_stored_loop_share_agrees_with_the_loop_measure() -> None:
     assert checked >= 70
     summary = read_json(RESULTS_DIR / "smollm2-135m-instruct" / "style_transfer" / "summary.json")
     for row in summary["rows"]:
-        style = None if row["steered_style"] == "unsteered" else row["steered_style"]
-        records = read_records(style_run_dir(RESULTS_DIR, summary["model"], style, row["c_values"]) / "items.jsonl")
-        assert row["degenerate_share"] == degenerate_share([record["response"] for record in records.values()])
+        answers = style_answers(RESULTS_DIR, summary["model"], row["steered_style"], row["c_values"])
+        assert row["degenerate_share"] == degenerate_share(answers)
     piqa_caa = read_json(RESULTS_DIR / "smollm2-135m-instruct" / "piqa" / "caa" / "results.json")
     assert piqa_caa["degenerate"] == 1.0  # every answer "-$-$-$...": a loop without words
 
