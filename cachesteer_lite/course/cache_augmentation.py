@@ -19,8 +19,8 @@ from ..augmentation import (
 from ..augmentation.augmenters import LoRALinear
 from ..augmentation.lookahead import evaluation_samples, tokenize_texts
 from ..augmentation.training import TrainResult
-from ..book import STORED_MODEL
 from ..files import book_file, sha256
+from ..findings import STORED_MODEL
 from ..runs.results import load_run, stored_results_dir
 from ..runs.statistics import paired_comparison
 from .feedback import Feedback, checker, close, correct, wrong

@@ -9,10 +9,10 @@ from typing import Any
 
 import torch
 
-from ..book import STORED_MODEL
 from ..core.generation import Completion
 from ..core.vectors import SteeringVector
 from ..files import book_file
+from ..findings import STORED_MODEL
 from ..runs.records import read_records
 from ..style import TARGET_STYLES, StyleClassifier, rule_labels
 from .feedback import Feedback, checker, correct, wrong
