@@ -92,11 +92,14 @@ def questions_needed(comparisons: dict[str, dict[str, Any]], method: str, counte
         if gain == 0 or abs(gain) > discordant:
             parts.append(f"{task}: the paper's difference is {100 * gain:+.2f} points, not testable")
             continue
-        needed = paired_sample_size(discordant, gain)
-        size = (f"{needed:,} questions ({needed / split:.1f}x the split of {split:,})" if needed <= 10 * split
-                else f"over 10 times the split of {split:,}: out of reach")
-        parts.append(f"{task} {100 * gain:+.2f} points: {size}")
+        parts.append(f"{task} {100 * gain:+.2f} points: {beside_split(paired_sample_size(discordant, gain), split)}")
     return "; ".join(parts)
+
+
+def beside_split(needed: int, split: int) -> str:
+    """A test's number of questions beside the task's whole split; over ten splits is out of reach."""
+    return f"{needed:,} questions ({needed / split:.1f}x the split of {split:,})" + (
+        ": out of reach" if needed > 10 * split else "")
 
 
 def gpu_estimate(model: str = PAPER_MODEL, gpu: str = "T4 (16 GB)") -> str:

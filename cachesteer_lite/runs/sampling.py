@@ -57,6 +57,7 @@ class SamplingSummary:
     greedy_baseline: float | None  # accuracy % of the greedy run on the sampled items (None: no greedy run)
     greedy_steered: float | None
     pooled: dict[str, Any]         # the bias over all seeds: mean and 95% bootstrap interval over the items
+    item_sd: float                 # the sample sd of the items' pooled gains (points): what sizes a pooled test
     baseline_sources: tuple[AnswerSources, ...]  # where each seed's answers came from (response or extraction)
     steered_sources: tuple[AnswerSources, ...]
 
@@ -139,12 +140,12 @@ def sampling_summary(task: str, model: str, results_dir: Path | None = None) -> 
         return None
     (baseline_result, baseline), (steered_result, steered) = (seed_records(folder) for folder in dirs)
     pairs = compare_seeds(baseline, steered)
-    items = set(next(iter(baseline.values())))
+    items, gains = set(next(iter(baseline.values()))), item_gains(baseline, steered)
     return SamplingSummary(task=task, pairs=pairs, baseline_words=baseline_result["mean_words"],
                            steered_words=steered_result["mean_words"],
                            greedy_baseline=greedy_accuracy(dirs[0].parent, items),
                            greedy_steered=greedy_accuracy(dirs[1].parent, items),
-                           pooled=bootstrap_mean(item_gains(baseline, steered)),
+                           pooled=bootstrap_mean(gains), item_sd=statistics.stdev(gains) if len(gains) > 1 else 0.0,
                            baseline_sources=tuple(answer_sources(baseline[seed]) for seed in sorted(baseline)),
                            steered_sources=tuple(answer_sources(steered[seed]) for seed in sorted(steered)))
 

@@ -6,6 +6,7 @@
   fixed outnumber those it broke by more than chance would.
 * :func:`bootstrap_mean`: a mean difference with a 95% bootstrap interval over paired samples.
 * :func:`paired_sample_size`: how many items a paired test needs to detect a given accuracy difference (power).
+* :func:`mean_sample_size`: the same for a mean of paired differences, such as a bias pooled over sampled seeds.
 """
 
 from __future__ import annotations
@@ -78,3 +79,16 @@ def paired_sample_size(discordant_share: float, difference: float, power: float 
     z_power = statistics.NormalDist().inv_cdf(power)
     root = z_alpha * math.sqrt(discordant_share) + z_power * math.sqrt(discordant_share - difference**2)
     return math.ceil(root**2 / difference**2)
+
+
+def mean_sample_size(sd: float, difference: float, power: float = 0.8, alpha: float = 0.05) -> int:
+    """How many items a two-sided test of a mean paired difference at level ``alpha`` needs to detect a mean
+    ``difference`` with probability ``power``, when one item's difference has standard deviation ``sd``.
+
+    The normal approximation n = ((z_a + z_b) sd / d)^2: a bias pooled over sampled seeds is such a mean, one
+    difference per question (its items' differences in the same units as ``difference``)."""
+    if sd <= 0 or difference == 0:
+        raise ValueError(f"need a positive sd and a nonzero difference, not {sd} and {difference}")
+    z_alpha = statistics.NormalDist().inv_cdf(1 - alpha / 2)
+    z_power = statistics.NormalDist().inv_cdf(power)
+    return math.ceil(((z_alpha + z_power) * sd / difference) ** 2)

@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 
 from cachesteer_lite import findings
 from cachesteer_lite.findings import common, evaluation
 from cachesteer_lite.runs.ablation import ablation_rows, ablation_table, stored_ablation_dir
 from cachesteer_lite.runs.answer_source import source_table
-from cachesteer_lite.runs.sampling import SAMPLED_TASKS, sampling_summary
-from cachesteer_lite.runs.statistics import paired_sample_size
+from cachesteer_lite.runs.results import stored_run_folder
+from cachesteer_lite.runs.sampling import (
+    BASELINE,
+    SAMPLED_TASKS,
+    STEERING,
+    item_gains,
+    paper_sampled,
+    sampling_summary,
+    seed_records,
+)
+from cachesteer_lite.runs.statistics import mean_sample_size, paired_sample_size
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -100,6 +110,14 @@ def test_the_sampling_row_follows_the_pooled_intervals() -> None:
             continue
         intervals[task] = low, high = summary.pooled["ci95"]
         assert f"{task} {summary.pooled['mean']:+.1f} [{low:+.1f}, {high:+.1f}]" in row.ours
+        # The questions a pooled test needs: the paper's sampled gain against our questions' spread of gains.
+        base, steered = (paper_sampled(task, method, evaluation.PAPER_MODEL) for method in (BASELINE, STEERING))
+        assert base and steered
+        gain = steered[0] - base[0]
+        gains = item_gains(*(seed_records(stored_run_folder(task, method, findings.STORED_MODEL) / "sampling")[1]
+                             for method in (BASELINE, STEERING)))
+        needed = mean_sample_size(statistics.stdev(gains), gain)
+        assert f"{task} {gain:+.2f} points: {needed:,} questions" in row.to_settle
     assert intervals, "the book ships at least one task's sampled runs"
     better = [task for task, (low, _) in intervals.items() if low > 0]
     worse = [task for task, (_, high) in intervals.items() if high < 0]

@@ -8,6 +8,7 @@ import torch
 from cachesteer_lite.runs.statistics import (
     bootstrap_mean,
     mcnemar_p,
+    mean_sample_size,
     paired_comparison,
     paired_sample_size,
     wilson_interval,
@@ -81,3 +82,32 @@ def test_paired_sample_size_gives_its_power_in_simulation() -> None:
         rejections += mcnemar_p(int(counts[0]), int(counts[1])) < 0.05
     # The exact test is a little conservative against the normal approximation: between 70% and 88%.
     assert 0.70 <= rejections / trials <= 0.88, (n, rejections / trials)
+
+
+def test_mean_sample_size_by_hand() -> None:
+    # sd = 10, d = 1: ((1.95996 + 0.84162) * 10 / 1)^2 = 784.9
+    assert mean_sample_size(10, 1) == 785
+    assert mean_sample_size(10, -1) == 785  # the direction does not matter
+    assert mean_sample_size(10, 2) == 197  # twice the difference, a quarter of the items (rounded up)
+    assert mean_sample_size(10, 1, power=0.9) > 785
+    with pytest.raises(ValueError, match="positive sd"):
+        mean_sample_size(0, 1)
+    with pytest.raises(ValueError, match="nonzero difference"):
+        mean_sample_size(10, 0)
+
+
+def test_mean_sample_size_gives_its_power_in_simulation() -> None:
+    """At the computed n, a two-sided test of the mean rejects in about 80% of simulated runs of items whose
+    differences take values like the pooled gains of five seeds (steps of 20 points, from -100 to +100)."""
+    steps = torch.tensor([-100.0, -20.0, 0.0, 20.0, 100.0])
+    probabilities = torch.tensor([0.05, 0.15, 0.55, 0.18, 0.07])
+    mean = float((steps * probabilities).sum())
+    sd = float(((steps - mean) ** 2 * probabilities).sum().sqrt())
+    n = mean_sample_size(sd, mean)
+    generator = torch.Generator().manual_seed(0)
+    rejections, trials = 0, 400
+    for _ in range(trials):
+        sample = steps[torch.multinomial(probabilities, n, replacement=True, generator=generator)]
+        z = sample.mean() / (sample.std() / n**0.5)
+        rejections += abs(float(z)) > 1.959963984540054
+    assert 0.72 <= rejections / trials <= 0.88, (n, rejections / trials)
