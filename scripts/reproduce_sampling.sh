@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # The book's stored sampling runs (the paper's second table): the baseline and cache steering sampled with the
 # paper's five seeds and its SmolLM2 sampling settings (temperature 0.6, top-p 0.9, top-k 50), on the first LIMIT
-# evaluation items (default 100), 256 new tokens. Cache steering samples with the settings its stored greedy run
-# chose on held-out items, as the paper samples with its greedy configuration. Every run resumes where it stopped.
+# evaluation items (default 300, the questions of the greedy table), 256 new tokens. Cache steering samples with
+# the settings its stored greedy run chose on held-out items, as the paper samples with its greedy configuration.
+# Every run resumes where it stopped: on a 2-core CPU the four stored runs took 7.3 hours.
 # The greedy runs are read from GREEDY_DIR (default data/results); the sampled runs go to OUTPUT_DIR (the same
 # default). The number of items is a run setting, so a run of another size needs its own OUTPUT_DIR.
 #
 #   scripts/reproduce_sampling.sh TASK [TASK ...]
 #   LAUNCH="torchrun --nproc_per_node 2" scripts/reproduce_sampling.sh arc_challenge csqa   # both cores, one run
-#   LIMIT=300 OUTPUT_DIR=~/sampling-300 scripts/reproduce_sampling.sh arc_challenge csqa   # 300 items, elsewhere
+#   LIMIT=100 OUTPUT_DIR=~/sampling-100 scripts/reproduce_sampling.sh arc_challenge csqa   # 100 items, elsewhere
 set -euo pipefail
 [[ $# -gt 0 ]] || { echo "usage: $0 TASK [TASK ...]" >&2; exit 2; }
 model=smollm2-135m-instruct
@@ -23,7 +24,7 @@ print('--n-pairs', c['n_pairs'], '--n-demonstrations', c['n_demonstrations'], '-
         options=()
         [ "$method" = baseline ] || options=("${chosen[@]}")
         ${LAUNCH:-python} -m cachesteer_lite evaluate --model "$model" --task "$task" --method "$method" \
-            --limit "${LIMIT:-100}" --max-new-tokens 256 --batch-size 16 --threads "${THREADS:-1}" --sampling \
+            --limit "${LIMIT:-300}" --max-new-tokens 256 --batch-size 16 --threads "${THREADS:-1}" --sampling \
             "${options[@]}" --output-dir "$results"
     done
 done

@@ -87,17 +87,18 @@ def test_the_stored_sampling_runs_are_recounted_from_their_records(task: str) ->
     assert summary is not None, f"the book ships the sampled baseline and cache steering of {task}"
     assert tuple(pair.seed for pair in summary.pairs) == PAPER_SEEDS
     folders = {method: stored_run_folder(task, method, MODEL) / "sampling" for method in (BASELINE, STEERING)}
-    greedy = read_json(stored_run_folder(task, STEERING, MODEL) / "results.json")["config"]
+    greedy = read_json(stored_run_folder(task, STEERING, MODEL) / "results.json")
     steered_config = read_json(folders[STEERING] / "results.json")["config"]
-    assert all(steered_config[key] == greedy[key] for key in ("n_pairs", "n_demonstrations", "c_values"))
+    assert all(steered_config[key] == greedy["config"][key] for key in ("n_pairs", "n_demonstrations", "c_values"))
+    assert summary.greedy_baseline is not None and summary.greedy_steered is not None  # the greedy table's questions
     for method, accuracies, sources in ((BASELINE, summary.baseline, summary.baseline_sources),
                                         (STEERING, summary.steered, summary.steered_sources)):
         result = read_json(folders[method] / "results.json")
         assert result["generation"]["temperature"] == 0.6 and result["generation"]["top_k"] == 50
         for run, accuracy, counted in zip(result["runs"], accuracies, sources, strict=True):
             records = read_records(folders[method] / run["items_file"])
-            assert len(records) == run["n"] == 100
-            assert accuracy == pytest.approx(100 * sum(r["correct"] for r in records.values()) / 100)
+            assert len(records) == run["n"] == greedy["n"]
+            assert accuracy == pytest.approx(100 * sum(r["correct"] for r in records.values()) / greedy["n"])
             assert counted.stated == sum(stated_answer(r["response"]) is not None for r in records.values())
         assert mean_sd(accuracies)[0] == pytest.approx(100 * result["accuracy"])
     row = next(line for line in sampling_table(MODEL).splitlines() if line.startswith(f"| {task} |"))
